@@ -1,0 +1,1 @@
+"""A simulated adapter: scripted or generated readings, commands that change its state."""

@@ -1,0 +1,5 @@
+"""``python -m edged`` runs the command line."""
+
+from edged.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,262 @@
+"""Load and validate ``edged.yaml``: every problem is reported at once, with file and line.
+
+:func:`load_config` never touches network or hardware: it reads the YAML file, the token file
+and the CA file, imports only the adapters' config modules, and raises
+:class:`~edged.errors.ConfigError` listing each problem as ``FILE:LINE: key.path: message``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from edged import registry
+from edged.adapters.base import DeviceSpec, Loc
+from edged.config.models import (
+    CommandsConfig,
+    DeviceCommonConfig,
+    LoggingConfig,
+    PlatformConfig,
+    QueueConfig,
+    StatusConfig,
+    TopLevelConfig,
+)
+from edged.config.yamlsource import YamlDocument, format_loc, load_yaml
+from edged.errors import ConfigError
+from edged.model import DeviceIdentity
+
+__all__ = ["Config", "ConfiguredDevice", "Secret", "load_config", "format_loc"]
+
+
+class Secret:
+    """A secret string that never shows itself in ``repr``, ``str`` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; pass it straight to the library that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ConfiguredDevice:
+    """One attached device: its identity, adapter, and validated adapter section."""
+
+    identity: DeviceIdentity
+    adapter: str
+    event: str
+    section: Any
+    loc: Loc
+
+    def spec(self) -> DeviceSpec[Any]:
+        """The view handed to the adapter plugin."""
+        return DeviceSpec(identity=self.identity, section=self.section, event=self.event, loc=self.loc)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: str
+    platform: PlatformConfig
+    token: Secret
+    status: StatusConfig
+    commands: CommandsConfig
+    queue: QueueConfig
+    logging: LoggingConfig
+    devices: tuple[ConfiguredDevice, ...]
+    adapter_settings: Mapping[str, BaseModel] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> DeviceIdentity:
+        """The gateway's own identity."""
+        return DeviceIdentity(self.platform.gateway.type, self.platform.gateway.id)
+
+    @property
+    def adapters_in_use(self) -> list[str]:
+        """Adapter names used by at least one device, in first-use order."""
+        return list(dict.fromkeys(device.adapter for device in self.devices))
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+}
+
+
+def _validate(
+    doc: YamlDocument, model: type[BaseModel], data: Any, loc: Loc, problems: list[str]
+) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            err_loc = (*loc, *(part for part in error["loc"] if isinstance(part, str | int)))
+            message = _MESSAGES.get(error["type"], error["msg"])
+            if error["type"] == "value_error":
+                message = str(error.get("ctx", {}).get("error", message))
+            problems.append(doc.problem(err_loc, message))
+        return None
+
+
+def _read_token(platform: PlatformConfig, doc: YamlDocument, problems: list[str]) -> Secret:
+    if platform.token_file:
+        try:
+            with open(platform.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            problems.append(
+                doc.problem(("platform", "token_file"), f"cannot read the token file: {exc.strerror}")
+            )
+            return Secret("")
+        if not token:
+            problems.append(doc.problem(("platform", "token_file"), "the token file is empty"))
+        return Secret(token)
+    token = os.environ.get(platform.token_env, "")
+    if not token:
+        problems.append(
+            doc.problem(
+                ("platform",),
+                f"no token: set token_file, or the environment variable {platform.token_env}",
+            )
+        )
+    return Secret(token)
+
+
+def _check_ca_file(platform: PlatformConfig, doc: YamlDocument, problems: list[str]) -> None:
+    if platform.ca_file is None:
+        return
+    loc: Loc = ("platform", "ca_file")
+    if not platform.tls:
+        problems.append(doc.problem(loc, "ca_file is set but tls is false"))
+        return
+    try:
+        with open(platform.ca_file, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        problems.append(doc.problem(loc, f"cannot read the CA file: {exc.strerror}"))
+        return
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        problems.append(doc.problem(loc, "the CA file holds no PEM certificate"))
+
+
+def _load_devices(
+    doc: YamlDocument, raw_devices: Any, problems: list[str]
+) -> list[ConfiguredDevice]:
+    if raw_devices is None:
+        return []
+    if not isinstance(raw_devices, list):
+        problems.append(doc.problem(("devices",), "must be a list of devices"))
+        return []
+    devices: list[ConfiguredDevice] = []
+    seen: dict[DeviceIdentity, Loc] = {}
+    for index, raw in enumerate(raw_devices):
+        loc: Loc = ("devices", index)
+        if not isinstance(raw, dict):
+            problems.append(doc.problem(loc, "a device must be a mapping"))
+            continue
+        adapter = raw.get("adapter")
+        schema = None
+        if isinstance(adapter, str):
+            try:
+                schema = registry.config_schema(adapter)
+            except LookupError as exc:
+                problems.append(doc.problem((*loc, "adapter"), str(exc)))
+        common_raw = {key: value for key, value in raw.items() if key != adapter}
+        common = _validate(doc, DeviceCommonConfig, common_raw, loc, problems)
+        section = None
+        if schema is not None:
+            section = _validate(doc, schema.device_model, raw.get(adapter) or {}, (*loc, adapter), problems)
+        if common is None or section is None or not common.enabled:
+            continue
+        identity = DeviceIdentity(common.type, common.id)
+        if identity in seen:
+            problems.append(
+                doc.problem((*loc, "id"), f"device {identity} is already defined at {format_loc(seen[identity])}")
+            )
+            continue
+        seen[identity] = loc
+        devices.append(ConfiguredDevice(identity, common.adapter, common.event, section, loc))
+    return devices
+
+
+def _load_adapter_settings(
+    doc: YamlDocument, raw: Any, devices: list[ConfiguredDevice], problems: list[str]
+) -> dict[str, BaseModel]:
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        problems.append(doc.problem(("adapters",), "must be a mapping of adapter name to settings"))
+        raw = {}
+    names = list(dict.fromkeys([*(str(name) for name in raw), *(d.adapter for d in devices)]))
+    settings: dict[str, BaseModel] = {}
+    for name in names:
+        loc: Loc = ("adapters", name)
+        try:
+            schema = registry.config_schema(name)
+        except LookupError as exc:
+            problems.append(doc.problem(loc, str(exc)))
+            continue
+        model = _validate(doc, schema.settings_model, raw.get(name) or {}, loc, problems)
+        if model is None:
+            continue
+        settings[name] = model
+        if schema.cross_check is not None:
+            mine = [(d.loc, d.section) for d in devices if d.adapter == name]
+            problems.extend(doc.problem(where, message) for where, message in schema.cross_check(mine, model))
+    return settings
+
+
+def load_config_text(text: str, path: str = "<config>") -> Config:
+    """Validate config ``text``; raises :class:`ConfigError` with every problem found."""
+    doc = load_yaml(text, path)
+    problems = list(doc.problems)
+    data = doc.data if doc.data is not None else {}
+    if problems:
+        raise ConfigError(problems)
+    if not isinstance(data, dict):
+        raise ConfigError([doc.problem((), "the config must be a mapping of sections")])
+    top_raw = {key: value for key, value in data.items() if key not in ("devices", "adapters")}
+    top = _validate(doc, TopLevelConfig, top_raw, (), problems)
+    token = Secret("")
+    if top is not None:
+        token = _read_token(top.platform, doc, problems)
+        _check_ca_file(top.platform, doc, problems)
+    devices = _load_devices(doc, data.get("devices"), problems)
+    settings = _load_adapter_settings(doc, data.get("adapters"), devices, problems)
+    if problems or top is None:
+        raise ConfigError(problems)
+    return Config(
+        path=path,
+        platform=top.platform,
+        token=token,
+        status=top.status,
+        commands=top.commands,
+        queue=top.queue,
+        logging=top.logging,
+        devices=tuple(devices),
+        adapter_settings=settings,
+    )
+
+
+def load_config(path: str) -> Config:
+    """Read and validate the config file at ``path``."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError([f"{path}:1: (file): cannot read the config file: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}:1: (file): the config file is not UTF-8 text"]) from exc
+    return load_config_text(text, path)
