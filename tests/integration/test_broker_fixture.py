@@ -1,0 +1,39 @@
+"""The test broker itself: token auth and the ACL behave like the platform's rules."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+
+import paho.mqtt.client as mqtt
+
+from tests.support.broker import APP_USER, GATEWAY_USER, Broker
+
+
+def _connect_rc(broker: Broker, username: str, password: str, *, tls: bool = False) -> int:
+    done = threading.Event()
+    result: list[int] = []
+
+    def on_connect(client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+        result.append(int(getattr(rc, "value", rc)))  # type: ignore[call-overload]
+        done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe")
+    client.username_pw_set(username, password)
+    client.on_connect = on_connect
+    if tls:
+        client.tls_set(ca_certs=str(broker.ca.ca_file), cert_reqs=ssl.CERT_REQUIRED)
+    client.connect("localhost" if tls else broker.host, broker.tls_port if tls else broker.port)
+    client.loop_start()
+    try:
+        assert done.wait(10), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return result[0]
+
+
+def test_token_auth_accepts_right_and_refuses_wrong_token(broker: Broker) -> None:
+    assert _connect_rc(broker, GATEWAY_USER, broker.gateway_token) == 0
+    assert _connect_rc(broker, APP_USER, broker.app_password, tls=True) == 0
+    assert _connect_rc(broker, GATEWAY_USER, "wrong") != 0
