@@ -179,7 +179,7 @@ def _load_devices(
         section = None
         if schema is not None:
             section = _validate(doc, schema.device_model, raw.get(adapter) or {}, (*loc, adapter), problems)
-        if common is None or section is None or not common.enabled:
+        if common is None:
             continue
         identity = DeviceIdentity(common.type, common.id)
         if identity in seen:
@@ -188,6 +188,8 @@ def _load_devices(
             )
             continue
         seen[identity] = loc
+        if section is None or not common.enabled:
+            continue
         devices.append(ConfiguredDevice(identity, common.adapter, common.event, section, loc))
     return devices
 
@@ -234,6 +236,13 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
         token = _read_token(top.platform, doc, problems)
         _check_ca_file(top.platform, doc, problems)
     devices = _load_devices(doc, data.get("devices"), problems)
+    if top is not None:
+        gateway = DeviceIdentity(top.platform.gateway.type, top.platform.gateway.id)
+        problems.extend(
+            doc.problem((*device.loc, "id"), "this is the gateway's own identity; attached devices need their own")
+            for device in devices
+            if device.identity == gateway
+        )
     settings = _load_adapter_settings(doc, data.get("adapters"), devices, problems)
     if problems or top is None:
         raise ConfigError(problems)

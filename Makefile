@@ -1,0 +1,10 @@
+# Thin aliases; scripts/dev does the work (and installs what it needs).
+.PHONY: demo test lint bench
+demo:
+	scripts/dev demo
+test:
+	scripts/dev test
+lint:
+	scripts/dev lint
+bench:
+	scripts/dev bench

@@ -1,0 +1,58 @@
+"""Logging configured in one place: journald-friendly under systemd, timestamps elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_JOURNAL_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class _JournalFormatter(logging.Formatter):
+    """``<N>logger: message``: journald reads the ``<N>`` prefix as the priority."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _JOURNAL_PRIORITY.get(record.levelno, 6)
+        return f"<{priority}>{record.name}: {super().format(record)}"
+
+
+class RedactFilter(logging.Filter):
+    """Replaces any secret's text in a log record with ``********`` (defence in depth)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [secret for secret in secrets if len(secret) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            if any(secret in text for secret in self.secrets):
+                for secret in self.secrets:
+                    text = text.replace(secret, "********")
+                record.msg, record.args = text, None
+        return True
+
+
+def setup_logging(level: str = "info", secrets: list[str] | None = None) -> None:
+    """Configure the root logger for the daemon (call once, from the CLI)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        )
+    handler.addFilter(RedactFilter(secrets or []))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # paho logs nothing unless given a logger; pymodbus and bleak are chatty at DEBUG.
+    for noisy in ("pymodbus", "bleak"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))

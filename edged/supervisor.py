@@ -1,0 +1,112 @@
+"""Runs each adapter as a named task and restarts it with backoff when it fails.
+
+Logging follows state transitions only: one ERROR when an adapter starts failing, DEBUG while it
+keeps failing, one INFO when it has run long enough again to count as recovered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from edged.adapters.base import Adapter, ReadingSink
+from edged.backoff import Backoff
+from edged.errors import PermanentAdapterError, TransientAdapterError
+from edged.model import DeviceState
+
+log = logging.getLogger(__name__)
+
+HEALTHY_AFTER = 30.0
+"""Seconds an adapter must run without failing before its backoff resets and it counts as recovered."""
+
+
+@dataclass
+class AdapterHealth:
+    """What the supervisor knows about one adapter runner."""
+
+    name: str
+    failing: bool = False
+    failures: int = 0
+    restarts: int = 0
+    last_error: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    """Owns the adapter tasks. :meth:`run` starts them all and returns only when cancelled."""
+
+    def __init__(
+        self,
+        adapters: Iterable[Adapter],
+        sink: ReadingSink,
+        *,
+        backoff_factory: Callable[[], Backoff] = lambda: Backoff(initial=1.0, maximum=60.0),
+        permanent_backoff_factory: Callable[[], Backoff] = lambda: Backoff(initial=30.0, maximum=600.0),
+        healthy_after: float = HEALTHY_AFTER,
+    ) -> None:
+        self.adapters = list(adapters)
+        self.sink = sink
+        self.health = {adapter.name: AdapterHealth(adapter.name) for adapter in self.adapters}
+        self._backoff_factory = backoff_factory
+        self._permanent_backoff_factory = permanent_backoff_factory
+        self._healthy_after = healthy_after
+
+    async def run(self) -> None:
+        """Run every adapter under supervision until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for adapter in self.adapters:
+                group.create_task(self._supervise(adapter), name=f"adapter:{adapter.name}")
+
+    def _mark_devices(self, adapter: Adapter, state: DeviceState, detail: str) -> None:
+        for device in adapter.devices:
+            self.sink.set_state(device, state, detail)
+
+    async def _supervise(self, adapter: Adapter) -> None:
+        health = self.health[adapter.name]
+        backoff = self._backoff_factory()
+        slow_backoff = self._permanent_backoff_factory()
+        while True:
+            health.started_at = time.monotonic()
+            try:
+                await adapter.run(self.sink)
+                error: BaseException = RuntimeError("adapter returned without being cancelled")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one place every adapter failure lands
+                error = exc
+            ran_for = time.monotonic() - health.started_at
+            if ran_for >= self._healthy_after:
+                backoff.reset()
+                slow_backoff.reset()
+            permanent = isinstance(error, PermanentAdapterError)
+            delay = (slow_backoff if permanent else backoff).next_delay()
+            health.failures += 1
+            health.restarts += 1
+            health.last_error = f"{type(error).__name__}: {error}"
+            known = isinstance(error, TransientAdapterError | PermanentAdapterError)
+            if not health.failing:
+                health.failing = True
+                log.error(
+                    "adapter %s failed: %s; restarting in %.1f s (further failures logged at DEBUG)",
+                    adapter.name,
+                    error,
+                    delay,
+                    exc_info=None if known else error,
+                )
+            else:
+                log.debug("adapter %s failed again: %s; retry in %.1f s", adapter.name, error, delay)
+            self._mark_devices(adapter, DeviceState.DOWN, str(error))
+            await asyncio.sleep(delay)
+            self._mark_devices(adapter, DeviceState.STARTING, "restarting")
+            asyncio.get_running_loop().call_later(
+                self._healthy_after, self._maybe_recovered, adapter.name, health.restarts
+            )
+
+    def _maybe_recovered(self, name: str, restarts_then: int) -> None:
+        health = self.health[name]
+        if health.failing and health.restarts == restarts_then:
+            health.failing = False
+            log.info("adapter %s recovered after %d failures", name, health.failures)
