@@ -1,0 +1,121 @@
+"""What one advert says, and turning it into a device's values. Pure code, no bleak.
+
+:class:`Advert` is the scanner's library-neutral view of an advertisement;
+:class:`AdvertDecoder` applies one device's configured sources to it (BTHome, manufacturer data
+layouts, service data layouts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edged.adapters.ble.config import DeviceConfig
+from edged.adapters.ble.layout import Layout, LayoutError
+from edged.model import JSONValue
+
+
+@dataclass(frozen=True, slots=True)
+class Advert:
+    """One advertisement as heard: who sent it, how loud, and its data sections."""
+
+    address: str  # upper case, colons
+    name: str | None
+    rssi: int | None
+    manufacturer_data: Mapping[int, bytes]
+    service_data: Mapping[str, bytes]  # 128-bit lower-case UUID -> data
+    service_uuids: Sequence[str]
+    time: float  # time.monotonic() when heard
+
+
+class DecodeError(ValueError):
+    """A configured data section is present in the advert but cannot be decoded."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    key: Any  # company id (int) or service UUID (str)
+    label: str
+    prefix: bytes | None
+    layout: Layout
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The values one advert yielded; ``event`` is set when BTHome reported a fresh event."""
+
+    values: dict[str, JSONValue]
+    event: bool = False
+
+
+class AdvertDecoder:
+    """Applies one device's advert sources; keep one per device (BTHome keeps state)."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        self._manufacturer = tuple(
+            _Section(
+                m.company_id, f"manufacturer data 0x{m.company_id:04x}", m.prefix, Layout(m.fields)
+            )
+            for m in config.manufacturer_data
+        )
+        self._service = tuple(
+            _Section(s.uuid, f"service data {s.uuid}", s.prefix, Layout(s.fields))
+            for s in config.service_data
+        )
+        self._bthome = None
+        if config.bthome is not None:
+            from edged.adapters.ble.bthome import BTHomeDecoder  # imports bthome-ble only if used
+
+            key = config.bthome.bindkey
+            self._bthome = BTHomeDecoder(bytes.fromhex(key.get_secret_value()) if key else None)
+
+    @property
+    def has_sources(self) -> bool:
+        """Whether any advert data is configured (else the device reports presence only)."""
+        return bool(self._manufacturer or self._service or self._bthome)
+
+    def decode(self, advert: Advert) -> Decoded | None:
+        """The values in ``advert``, or ``None`` when it holds none of the configured sections.
+
+        Raises :class:`DecodeError` naming the section that is present but malformed.
+        """
+        values: dict[str, JSONValue] = {}
+        found = False
+        for section in self._manufacturer:
+            found |= self._apply(section, advert.manufacturer_data.get(section.key), values)
+        for section in self._service:
+            found |= self._apply(section, advert.service_data.get(section.key), values)
+        event = False
+        if self._bthome is not None and self._bthome.carries_bthome(advert.service_data):
+            from edged.adapters.ble.bthome import BTHomeError
+
+            try:
+                event = self._bthome.decode(
+                    address=advert.address,
+                    name=advert.name,
+                    rssi=advert.rssi,
+                    manufacturer_data=advert.manufacturer_data,
+                    service_data=advert.service_data,
+                    service_uuids=advert.service_uuids,
+                    time=advert.time,
+                    values=values,
+                )
+            except BTHomeError as exc:
+                raise DecodeError("BTHome", str(exc)) from exc
+            found = True
+        return Decoded(values, event) if found else None
+
+    @staticmethod
+    def _apply(section: _Section, data: bytes | None, values: dict[str, JSONValue]) -> bool:
+        if data is None or (section.prefix is not None and not data.startswith(section.prefix)):
+            return False
+        try:
+            section.layout.decode(data, values)
+        except LayoutError as exc:
+            raise DecodeError(section.label, f"{exc}; data {data.hex()}") from exc
+        return True
