@@ -1,0 +1,368 @@
+"""One device's poll state: which points are due, the plan, the answers, health and reports.
+
+A *cycle* reads every due point once, as one planned block after another; the scheduler runs
+one block per turn (:meth:`DevicePoller.step`) so that devices on one line take turns. At the
+end of a cycle :meth:`DevicePoller.finish_cycle` builds the reading.
+
+Health: the first silence (no answer after the retries) marks the device silent, drops the rest
+of its cycle and starts probing: one request, no retries, after a backoff delay that doubles up
+to ``quarantine_max``. A silent device therefore costs at most one timeout per probe and
+probes come at most once per poll interval. The first answer restores full polling.
+
+Refusals: a Modbus exception response marks only the points of that block bad (the code is in
+the reading's ``_errors`` and in the device status). A refusal that says "not here" (codes 1-3)
+for a merged read is learned from: the points are re-read with gaps no longer bridged around
+them, and if that still fails, one by one, so the points the device really lacks get isolated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edged.adapters.base import DeviceSpec, ReadingSink
+from edged.adapters.modbus.codec import DataType, decode, scale_value
+from edged.adapters.modbus.commands import WritePlan, plan_write
+from edged.adapters.modbus.config import BusConfig, DeviceConfig, PointConfig
+from edged.adapters.modbus.link import (
+    EXCEPTION_NAMES,
+    BadResponseError,
+    Link,
+    LinkError,
+    NoResponseError,
+    RefusedError,
+)
+from edged.adapters.modbus.planner import Block, Item, Limits, plan_reads
+from edged.backoff import Backoff
+from edged.errors import CommandUnsupported
+from edged.model import Command, DeviceState, JSONValue, Reading
+
+log = logging.getLogger(__name__)
+
+_NOT_HERE = frozenset({1, 2, 3})  # illegal function, address, value: the same read fails again
+_GATEWAY_SILENT = frozenset({10, 11})  # a gateway saying the device behind it is silent
+_MIN_PROBE_DELAY = 0.5
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class _Point:
+    name: str
+    config: PointConfig
+    interval: float
+    next_due: float = 0.0
+    bridge: bool = True  # learned: may holes next to this point be read through?
+    solo: bool = False  # learned: must it be read alone?
+    error: int | None = None  # the exception code while refused
+    reported_error: int | None = None
+    reported: Any = None
+    has_reported: bool = False
+
+    def item(self) -> Item:
+        return Item(
+            self.name,
+            self.config.kind,
+            self.config.address,
+            self.config.size,
+            self.bridge,
+            self.solo,
+        )
+
+
+def _error_entry(code: int) -> dict[str, JSONValue]:
+    return {"code": code, "error": EXCEPTION_NAMES.get(code, "unknown exception")}
+
+
+class DevicePoller:
+    """Polls one device (one unit id) and turns its commands into writes."""
+
+    def __init__(
+        self, spec: DeviceSpec[DeviceConfig], bus: BusConfig, clock: Clock = time.monotonic
+    ):
+        self.spec = spec
+        self.config = spec.section
+        self.unit = spec.section.unit
+        self.timeout = spec.section.timeout or bus.timeout
+        self.retries = bus.retries
+        self.label = f"{spec.identity} (unit {self.unit} on {bus.parsed_url})"
+        self._clock = clock
+        section = spec.section
+        self.limits = Limits(
+            section.max_registers, section.max_bits, section.max_gap, section.max_bit_gap
+        )
+        self.points = {
+            name: _Point(name, point, point.interval or section.interval)
+            for name, point in section.points.items()
+        }
+        self.next_due = 0.0
+        self.answering: bool | None = None  # None until the first answer or silence
+        probe = max(section.interval, _MIN_PROBE_DELAY)
+        self._probe_backoff = Backoff(initial=probe, maximum=max(probe, bus.quarantine_max))
+        self._plans: dict[frozenset[str], list[Block]] = {}
+        self._pending: deque[Block] = deque()
+        self._deferred: list[Block] = []
+        self._probing = False
+        self._in_cycle = False
+        self._cycle_start = 0.0
+        self._values: dict[str, JSONValue] = {}
+        self._due: list[_Point] = []
+        self._last_full_report = -math.inf
+        self._sink: ReadingSink | None = None
+        self._bad_summary = ""
+        self.cycles = 0
+        self.requests = 0
+
+    # ------------------------------------------------------------------ scheduling interface
+
+    @property
+    def busy(self) -> bool:
+        """True while a cycle has reads left."""
+        return bool(self._pending)
+
+    @property
+    def in_cycle(self) -> bool:
+        """True between :meth:`start_cycle` and :meth:`finish_cycle`."""
+        return self._in_cycle
+
+    def due(self, now: float) -> bool:
+        """Whether a new cycle should start now."""
+        return not self._in_cycle and bool(self.points) and now >= self.next_due
+
+    def attach(self, sink: ReadingSink) -> None:
+        """Report device states to ``sink`` from now on."""
+        self._sink = sink
+
+    def plan(self, names: frozenset[str]) -> list[Block]:
+        """The read plan for the points ``names`` (cached until the device teaches otherwise)."""
+        plan = self._plans.get(names)
+        if plan is None:
+            plan = plan_reads((self.points[name].item() for name in names), self.limits)
+            self._plans[names] = plan
+        return plan
+
+    def full_plan(self) -> list[Block]:
+        """The plan when every point is due (what one full cycle costs)."""
+        return self.plan(frozenset(self.points))
+
+    def start_cycle(self, now: float) -> None:
+        """Begin a cycle: plan the due points, or one probe request while the device is silent."""
+        interval = self.config.interval
+        slack = interval / 2
+        self._due = [p for p in self.points.values() if p.next_due <= now + slack]
+        for point in self._due:
+            point.next_due = now + point.interval
+        blocks = self.plan(frozenset(p.name for p in self._due))
+        self._probing = self.answering is False
+        if self._probing:
+            self._pending = deque(blocks[:1])
+            self._deferred = blocks[1:]
+        else:
+            self._pending = deque(blocks)
+            self._deferred = []
+        self._values = {}
+        self._cycle_start = now
+        self._in_cycle = True
+        nxt = self.next_due + interval
+        self.next_due = nxt if nxt > now else now + interval
+
+    async def step(self, link: Link) -> None:
+        """Run the next read of the cycle; :class:`~.link.LineDownError` propagates."""
+        block = self._pending.popleft()
+        attempts = 1 if self._probing or self.answering is False else 1 + self.retries
+        for attempt in range(attempts):
+            self.requests += 1
+            try:
+                values = await link.read(
+                    block.kind, self.unit, block.address, block.count, patience=self.timeout
+                )
+            except (NoResponseError, BadResponseError) as exc:
+                if attempt + 1 < attempts:
+                    continue
+                self._silent(exc)
+                return
+            except RefusedError as exc:
+                if exc.code in _GATEWAY_SILENT:
+                    self._silent(exc)
+                else:
+                    self._answered()
+                    self._refused(block, exc.code)
+                return
+            self._answered()
+            self._store(block, values)
+            return
+
+    def finish_cycle(self, wall_time: float) -> Reading | None:
+        """End the cycle; the reading to publish, or ``None`` when there is nothing to say."""
+        self._in_cycle = False
+        self.cycles += 1
+        due, self._due = self._due, []
+        if self.answering is False:
+            return None
+        self._update_status()
+        full = self.config.report == "all"
+        every = self.config.full_report_every
+        if not full and every is not None and self._cycle_start - self._last_full_report >= every:
+            full = True
+            self._last_full_report = self._cycle_start
+        values: dict[str, JSONValue] = {}
+        errors: dict[str, JSONValue] = {}
+        units: dict[str, JSONValue] = {}
+        for point in due:
+            if point.error is not None:
+                if full or point.reported_error != point.error:
+                    errors[point.name] = _error_entry(point.error)
+                point.reported_error = point.error
+                continue
+            if point.name not in self._values:
+                continue
+            value = self._values[point.name]
+            if full or point.reported_error is not None or self._changed(point, value):
+                values[point.name] = value
+                point.reported, point.has_reported = value, True
+                if point.config.unit:
+                    units[point.name] = point.config.unit
+            point.reported_error = None
+        if not values and not errors:
+            return None
+        if errors:
+            values["_errors"] = errors
+        if units:
+            values["_units"] = units
+        return Reading(self.spec.identity, self.spec.event, values, wall_time)
+
+    def abandon_cycle(self) -> None:
+        """Drop the rest of the cycle (the line went down)."""
+        self._pending.clear()
+        self._deferred = []
+        self._in_cycle = False
+        self._due = []
+
+    def line_down(self, reason: str) -> None:
+        """The line went away: the device's health is unknown until it answers again."""
+        self.abandon_cycle()
+        self.answering = None
+        self._probe_backoff.reset()
+        self.next_due = 0.0
+        self._set_state(DeviceState.OFFLINE, reason)
+
+    # --------------------------------------------------------------------------- commands
+
+    def plan_command(self, command: Command) -> WritePlan:
+        """The write for ``command``; raises ``CommandRejected``/``CommandUnsupported``."""
+        config = self.config.commands.get(command.name)
+        if config is None:
+            known = ", ".join(self.config.commands) or "none"
+            raise CommandUnsupported(f"unknown command {command.name!r}; known: {known}")
+        return plan_write(command.name, config, self.config, command.data)
+
+    # ----------------------------------------------------------------------------- internals
+
+    def _changed(self, point: _Point, value: Any) -> bool:
+        if not point.has_reported:
+            return True
+        old = point.reported
+        deadband = point.config.deadband
+        if (
+            deadband is not None
+            and isinstance(value, int | float)
+            and isinstance(old, int | float)
+            and not isinstance(value, bool)
+        ):
+            return abs(value - old) > deadband
+        return bool(value != old)
+
+    def _store(self, block: Block, values: list[int] | list[bool]) -> None:
+        for item in block.items:
+            point = self.points[item.name]
+            offset = item.address - block.address
+            self._values[item.name] = self._decode(
+                point.config, values[offset : offset + item.size]
+            )
+            if point.error is not None:
+                log.info("%s: point %s reads again", self.label, item.name)
+                point.error = None
+
+    def _decode(self, config: PointConfig, raw_values: list[Any]) -> JSONValue:
+        data_type = config.data_type
+        if data_type is DataType.BOOL:
+            return bool(raw_values[0])
+        raw = decode(
+            raw_values,
+            data_type,
+            word_order=self.config.word_order_of(config),
+            byte_order=self.config.byte_order_of(config),
+            bit=config.bit or 0,
+            width=config.width,
+        )
+        if isinstance(raw, str | bool) or not config.numeric:
+            return raw
+        return scale_value(raw, config.scale, config.offset, config.decimals)
+
+    def _refused(self, block: Block, code: int) -> None:
+        if code in _NOT_HERE and len(block.items) > 1:
+            self._learn(block)
+            return
+        for item in block.items:
+            point = self.points[item.name]
+            if point.error != code:
+                log.warning("%s: point %s refused: %s", self.label, item.name, RefusedError(code))
+            point.error = code
+
+    def _learn(self, block: Block) -> None:
+        """Stop bridging gaps around the block's points, or (if it already did not) split it."""
+        points = [self.points[item.name] for item in block.items]
+        if any(point.bridge for point in points):
+            for point in points:
+                point.bridge = False
+        else:
+            for point in points:
+                point.solo = True
+        log.debug(
+            "%s: %s refused a merged read; re-planning %s", self.label, block.kind, block.names
+        )
+        self._plans.clear()
+        replanned = plan_reads((point.item() for point in points), self.limits)
+        self._pending.extendleft(reversed(replanned))
+
+    def _answered(self) -> None:
+        if self.answering is False:
+            log.info("%s answers again", self.label)
+        if not self.answering:
+            self._probe_backoff.reset()
+            self._bad_summary = ""
+            self._set_state(DeviceState.ONLINE, "")
+        self.answering = True
+        if self._probing:
+            self._probing = False
+            self._pending.extend(self._deferred)
+            self._deferred = []
+
+    def _silent(self, error: LinkError) -> None:
+        if self.answering is not False:
+            log.warning("%s does not answer (%s); probing it with backoff", self.label, error)
+            self._set_state(DeviceState.OFFLINE, f"no answer: {error}")
+        else:
+            log.debug("%s still silent: %s", self.label, error)
+        self.answering = False
+        self._pending.clear()
+        self._deferred = []
+        self._probing = False
+        self.next_due = self._clock() + self._probe_backoff.next_delay()
+
+    def _update_status(self) -> None:
+        bad = {p.name: p.error for p in self.points.values() if p.error is not None}
+        summary = ", ".join(f"{name} ({RefusedError(code)})" for name, code in bad.items())
+        if summary != self._bad_summary:
+            self._bad_summary = summary
+            detail = f"{len(bad)} point(s) refused: {summary}" if bad else ""
+            self._set_state(DeviceState.ONLINE, detail)
+
+    def _set_state(self, state: DeviceState, detail: str) -> None:
+        if self._sink is not None:
+            self._sink.set_state(self.spec.identity, state, detail)
