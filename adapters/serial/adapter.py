@@ -46,9 +46,9 @@ from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, Reading
 
 log = logging.getLogger("edged.adapters.serial")
 
-HIGH_WATER = 512
-"""Queued chunks at which reading pauses until the consumer catches up."""
-LOW_WATER = 64
+HIGH_WATER = 2048
+"""Queued frames at which reading pauses until the consumer catches up."""
+LOW_WATER = 256
 STABLE_AFTER = 10.0
 """Seconds a reopened port must stay up before the reopen backoff starts again from the start."""
 FRAME_KINDS = ("decode", "checksum", "parse", "nomatch", "overlong", "garbage")
@@ -151,7 +151,8 @@ class SerialDevice(Adapter):
         self._frame_hook = frame_hook
         label = f"{spec.identity} on {config.port}"
         self.problems = ProblemLog(log, label)
-        self.reply_problems = ProblemLog(log, label)
+        # Polls are slow and periodic: report every change of a query's answering state.
+        self.reply_problems = ProblemLog(log, label, quiet=0.0)
         self._label = label
         self._framer = build_framer(config.framing)
         self._parser = self._make_parser(config.parser, with_location=True)
@@ -159,6 +160,7 @@ class SerialDevice(Adapter):
         self._queries = [self._make_query(index, q) for index, q in enumerate(config.queries, 1)]
         self._commands = {name: self._make_command(name, c) for name, c in config.commands.items()}
         self._frames: deque[tuple[float, list[bytes]]] = deque()
+        self._queued = 0  # frames in _frames
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._link: SerialLink | None = None
@@ -231,7 +233,8 @@ class SerialDevice(Adapter):
     async def run(self, sink: ReadingSink) -> None:
         """Open the port (retrying with backoff), read and poll until cancelled."""
         self._sink = sink
-        self._set_state(DeviceState.STARTING)
+        self.state, self._state_detail = DeviceState.STARTING, ""
+        sink.set_state(self.identity, DeviceState.STARTING, "")
         reopen = self.settings.reopen
         backoff = Backoff(initial=reopen.initial, maximum=reopen.max)
         loop = asyncio.get_running_loop()
@@ -315,6 +318,7 @@ class SerialDevice(Adapter):
         self._link = link
         self._lost = None
         self._frames.clear()
+        self._queued = 0
         self._framer.reset()
         self._last_rx = loop.time()
         link.start(loop, self._on_data, self._on_lost)
@@ -365,9 +369,9 @@ class SerialDevice(Adapter):
             frames = self._offer_reply(self._waiter, frames)
             if not frames:
                 return
-        queue = self._frames
-        queue.append((now, frames))
-        if len(queue) >= HIGH_WATER and self._link is not None:
+        self._frames.append((now, frames))
+        self._queued += len(frames)
+        if self._queued >= HIGH_WATER and self._link is not None:
             self._link.pause_reading()
         self._wake.set()
 
@@ -414,7 +418,8 @@ class SerialDevice(Adapter):
                 await wake.wait()
                 continue
             when, frames = queue.popleft()
-            if len(queue) <= LOW_WATER and self._link is not None:
+            self._queued -= len(frames)
+            if self._queued <= LOW_WATER and self._link is not None:
                 self._link.resume_reading()
             for frame in frames:
                 if hook is not None:

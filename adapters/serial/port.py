@@ -178,10 +178,12 @@ def _describe(exc: BaseException) -> str:
     """A short operator-facing reason, with advice for the usual causes."""
     code = getattr(exc, "errno", None)
     text = str(exc) or type(exc).__name__
+    if "exclusively lock" in text:
+        return "busy: another program has it open (exclusive lock held)"
     if code == errno.ENOENT:
-        return f"{text} (not plugged in? check the path, e.g. ls /dev/serial/by-id/)"
+        return "no such device (not plugged in? check the path, e.g. ls /dev/serial/by-id/)"
     if code == errno.EACCES:
-        return f"{text} (the service user needs the dialout group)"
-    if code in (errno.EAGAIN, errno.EWOULDBLOCK) and "lock" in text:
-        return f"{text} (another program has the port open)"
+        return "permission denied (the service user needs the dialout group)"
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)
     return text

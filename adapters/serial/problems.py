@@ -1,39 +1,60 @@
 """Counting bad input and logging it once per state change.
 
-The first failure of a kind logs a WARNING, later ones of the same kind log at DEBUG, and the
-first success after failures logs INFO with how many failed in between.
+The first failure of a kind logs a WARNING and later ones DEBUG. A kind counts as recovered
+(logged at INFO with how many failed) at the first success after ``quiet`` seconds without a
+failure of that kind, so a receiver with one bad sentence in ten does not log twice a minute.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
+
+RECOVERY_QUIET = 60.0
 
 
 class ProblemLog:
     """Per-kind failure counters for one device, with transition-only logging."""
 
-    def __init__(self, logger: logging.Logger, name: str) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        name: str,
+        quiet: float = RECOVERY_QUIET,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger = logger
         self.name = name
+        self.quiet = quiet
+        self.clock = clock
         self.counts: Counter[str] = Counter()
-        self.failing: dict[str, int] = {}  # kind -> failures since it started failing
+        self.failing: dict[str, list[float]] = {}  # kind -> [failures in this streak, last at]
 
     def fail(self, kind: str, message: str, level: int = logging.WARNING) -> None:
         """Count one failure of ``kind``; log it if ``kind`` was not already failing."""
         self.counts[kind] += 1
         streak = self.failing.get(kind)
         if streak is None:
-            self.failing[kind] = 1
+            self.failing[kind] = [1, self.clock()]
             self.logger.log(level, "%s: %s", self.name, message)
-        else:
-            self.failing[kind] = streak + 1
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug("%s: %s (still failing: %d)", self.name, message, streak + 1)
+            return
+        streak[0] += 1
+        streak[1] = self.clock()
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("%s: %s (%d so far)", self.name, message, int(streak[0]))
 
     def ok(self, *kinds: str) -> None:
-        """Record a success for ``kinds``; logs INFO for each that was failing."""
+        """Record a success for ``kinds``; logs INFO for each that recovered."""
+        now: float | None = None
         for kind in kinds:
-            streak = self.failing.pop(kind, None)
-            if streak is not None:
-                self.logger.info("%s: %s recovered after %d failure(s)", self.name, kind, streak)
+            streak = self.failing.get(kind)
+            if streak is None:
+                continue
+            now = self.clock() if now is None else now
+            if now - streak[1] >= self.quiet:
+                del self.failing[kind]
+                self.logger.info(
+                    "%s: %s recovered after %d failure(s)", self.name, kind, int(streak[0])
+                )

@@ -1,0 +1,214 @@
+"""Simulated serial instruments on the far side of a pty, and a sink that records readings.
+
+The adapter under test opens the pty's slave path like a real port; the instrument reads and
+writes the master fd on the test's own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import subprocess
+import time
+import tty
+from collections.abc import Callable
+from pathlib import Path
+
+from edged.adapters.serial import nmea
+from edged.model import DeviceIdentity, DeviceState, Reading
+
+
+class PtyPair:
+    """``os.openpty`` in raw mode. The test keeps the slave open so data written before the
+    adapter opens the port is not lost to a hang-up, and closes the master to unplug."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.master)
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        self.closed = False
+
+    def close(self) -> None:
+        """Close both ends (the adapter's open port then reads end of file)."""
+        if not self.closed:
+            self.closed = True
+            os.close(self.master)
+            os.close(self.slave)
+
+
+class Instrument:
+    """Base of simulated devices: reads lines the adapter writes, writes bytes back."""
+
+    def __init__(self, fd: int, delimiter: bytes = b"\r\n") -> None:
+        self.fd = fd
+        self.delimiter = delimiter
+        self.received: list[bytes] = []
+        self._buf = b""
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(fd, self._readable)
+        self._stopped = False
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.stop()
+            return
+        self._buf += data
+        *lines, self._buf = self._buf.replace(b"\r\n", b"\n").split(b"\n")
+        for line in lines:
+            self.received.append(line)
+            self.on_line(line)
+
+    def on_line(self, line: bytes) -> None:
+        """Handle one line written by the adapter (override)."""
+
+    def write_now(self, data: bytes) -> None:
+        """Write from a callback; the pty buffer must have room (small replies)."""
+        os.write(self.fd, data)
+
+    async def write(self, data: bytes) -> None:
+        """Write everything, waiting while the pty buffer is full (the adapter reads slowly)."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+
+    def stop(self) -> None:
+        """Stop reading the master fd (does not close it)."""
+        if not self._stopped:
+            self._stopped = True
+            self._loop.remove_reader(self.fd)
+
+
+class QueryInstrument(Instrument):
+    """Answers queries like a lab meter: ``MEAS?``, ``ID?``, ``SP <v>``, ``TARE``, ``BAD``."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self.silent = False
+        self.temperature = 21.5
+
+    def on_line(self, line: bytes) -> None:
+        if self.silent or line == b"SILENT?":
+            return
+        if line == b"MEAS?":
+            self.write_now(b"T=%.2f H=40\r\n" % self.temperature)
+        elif line == b"ID?":
+            self.write_now(b"ACME,TH-1,SN42\r\n")
+        elif line.startswith(b"SP "):
+            self.write_now(b"OK " + line[3:] + b"\r\n")
+        elif line == b"TARE":
+            pass  # no reply
+        elif line == b"MULTI?":
+            self.write_now(b"A=1\r\nB=2\r\n")
+        else:
+            self.write_now(b"ERR unknown command\r\n")
+
+
+def nmea_epoch(index: int, *, corrupt: bool = False) -> list[bytes]:
+    """GGA, GSA, RMC for second ``index`` after 12:00:00 on 2024-05-01; ``corrupt`` breaks GGA."""
+    seconds = 12 * 3600 + index
+    hhmmss = f"{seconds // 3600:02d}{seconds % 3600 // 60:02d}{seconds % 60:02d}.00"
+    minutes = 7.038 + index * 0.001
+    gga = nmea.build_sentence(
+        f"GNGGA,{hhmmss},48{minutes:06.3f},N,01131.000,E,1,09,0.8,545.{index % 10},M,46.9,M,,"
+    )
+    gsa = nmea.build_sentence("GNGSA,A,3,04,05,,09,12,,,24,,,,,1.6,0.8,1.4")
+    rmc = nmea.build_sentence(
+        f"GNRMC,{hhmmss},A,48{minutes:06.3f},N,01131.000,E,001.0,090.0,010524,,,A"
+    )
+    if corrupt:
+        gga = gga[:-2] + ("00" if not gga.endswith("00") else "11")
+    return [(sentence + "\r\n").encode() for sentence in (gga, gsa, rmc)]
+
+
+class RecordingSink:
+    """A ReadingSink that records everything and lets tests wait for conditions."""
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.states: list[tuple[DeviceState, str]] = []
+        self._changed = asyncio.Event()
+        self.gate: asyncio.Event | None = None  # when set to a cleared Event, emit blocks
+
+    async def emit(self, reading: Reading) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.readings.append(reading)
+        self._changed.set()
+
+    def set_state(self, device: DeviceIdentity, state: DeviceState, detail: str = "") -> None:
+        self.states.append((state, detail))
+        self._changed.set()
+
+    @property
+    def state(self) -> DeviceState | None:
+        """The last state reported."""
+        return self.states[-1][0] if self.states else None
+
+    async def wait_for(self, condition: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait until ``condition()`` holds; fail the test after ``within`` seconds."""
+        async with asyncio.timeout(within):
+            while not condition():
+                self._changed.clear()
+                # Also re-check now and then: conditions may look at the device's counters.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.01)
+
+    def values(self, event: str | None = None) -> list[dict[str, object]]:
+        """The values of the recorded readings (of one event)."""
+        return [dict(r.values) for r in self.readings if event is None or r.event == event]
+
+
+def garbage(size: int, seed: int = 7) -> bytes:
+    """Random bytes without line feeds (so they join the next line or hit the length limit)."""
+    rng = random.Random(seed)
+    return bytes(rng.choice([b for b in range(256) if b != 0x0A]) for _ in range(size))
+
+
+class Socat:
+    """``socat`` linking two ptys under named links: ``device`` (for the adapter) and
+    ``instrument`` (for the simulator). Stopping it removes both links, like an unplug."""
+
+    def __init__(self, directory: Path) -> None:
+        self.device = directory / "ttyDEVICE"
+        self.instrument = directory / "ttyINSTRUMENT"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start socat and wait until both links exist."""
+        self.process = subprocess.Popen(
+            [
+                "socat",
+                f"pty,raw,echo=0,link={self.device}",
+                f"pty,raw,echo=0,link={self.instrument}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while not (self.device.exists() and self.instrument.exists()):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("socat did not create its links")
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        """Terminate socat and reap it."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+            self.process = None
