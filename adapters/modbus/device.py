@@ -11,8 +11,9 @@ probes come at most once per poll interval. The first answer restores full polli
 
 Refusals: a Modbus exception response marks only the points of that block bad (the code is in
 the reading's ``_errors`` and in the device status). A refusal that says "not here" (codes 1-3)
-for a merged read is learned from: the points are re-read with gaps no longer bridged around
-them, and if that still fails, one by one, so the points the device really lacks get isolated.
+for a merged read is learned from: the read is split in two and both halves are read at once,
+halves refused again split again, so the points (or holes) the device lacks get isolated in a
+few requests and the rest stays merged.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 _NOT_HERE = frozenset({1, 2, 3})  # illegal function, address, value: the same read fails again
 _GATEWAY_SILENT = frozenset({10, 11})  # a gateway saying the device behind it is silent
-_MIN_PROBE_DELAY = 0.5
+_MIN_PROBE_DELAY = 0.1  # seconds; probes of a silent device polled back to back
 
 Clock = Callable[[], float]
 
@@ -57,22 +58,15 @@ class _Point:
     config: PointConfig
     interval: float
     next_due: float = 0.0
-    bridge: bool = True  # learned: may holes next to this point be read through?
-    solo: bool = False  # learned: must it be read alone?
+    break_before: bool = False  # learned: a read must start at this point
     error: int | None = None  # the exception code while refused
     reported_error: int | None = None
     reported: Any = None
     has_reported: bool = False
 
     def item(self) -> Item:
-        return Item(
-            self.name,
-            self.config.kind,
-            self.config.address,
-            self.config.size,
-            self.bridge,
-            self.solo,
-        )
+        config = self.config
+        return Item(self.name, config.kind, config.address, config.size, self.break_before)
 
 
 def _error_entry(code: int) -> dict[str, JSONValue]:
@@ -315,20 +309,19 @@ class DevicePoller:
             point.error = code
 
     def _learn(self, block: Block) -> None:
-        """Stop bridging gaps around the block's points, or (if it already did not) split it."""
-        points = [self.points[item.name] for item in block.items]
-        if any(point.bridge for point in points):
-            for point in points:
-                point.bridge = False
-        else:
-            for point in points:
-                point.solo = True
+        """Split a refused merged read in two; halves that are refused again split further.
+
+        A point the device does not have ends up read alone (and marked bad); the rest stay
+        merged. Learned splits last as long as the adapter runs.
+        """
+        middle = block.items[len(block.items) // 2]
+        self.points[middle.name].break_before = True
         log.debug(
-            "%s: %s refused a merged read; re-planning %s", self.label, block.kind, block.names
+            "%s: refused read of %s; splitting before %s", self.label, block.names, middle.name
         )
         self._plans.clear()
-        replanned = plan_reads((point.item() for point in points), self.limits)
-        self._pending.extendleft(reversed(replanned))
+        points = (self.points[item.name].item() for item in block.items)
+        self._pending.extendleft(reversed(plan_reads(points, self.limits)))
 
     def _answered(self) -> None:
         if self.answering is False:

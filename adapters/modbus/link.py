@@ -229,7 +229,7 @@ class Link:
     ) -> Any:
         async with self._lock:
             if not self.connected:
-                raise LineDownError(f"not connected: {self.url}")
+                raise LineDownError(f"connection lost: {self.url}")
             quiet = self._quiet_until - time.monotonic()
             if quiet > 0:
                 await asyncio.sleep(quiet)

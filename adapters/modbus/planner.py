@@ -5,7 +5,8 @@ merged when the merged range stays within the protocol's limit (125 registers, 2
 device's own (``max_registers``, ``max_bits``), and when every hole between neighbours is at
 most ``max_gap`` registers (``max_bit_gap`` bits): reading a few unused registers is far cheaper
 than another round trip, but some devices refuse reads that touch unmapped addresses, so the
-gap is configurable and the poller can forbid bridging next to points that caused such a refusal.
+gap is configurable, and the poller can force a read to end before a given point after a
+device refused a merged read (see :attr:`Item.break_before`).
 
 Within one kind the points, sorted by address, split into runs; every constraint holds for any
 part of a run that holds for the whole run, so taking the longest possible first run and
@@ -27,16 +28,15 @@ BIT_KINDS = frozenset({"coil", "discrete"})
 class Item:
     """One point to read: ``size`` registers (or bits) from ``address`` in ``kind``.
 
-    ``bridge=False`` forbids reading through a hole next to this point; ``solo=True`` makes it
-    a request of its own. The poller sets them after a device refused a merged read.
+    ``break_before=True`` makes this point start a new read; the poller sets it after a device
+    refused a merged read, to split that read in two.
     """
 
     name: str
     kind: str
     address: int
     size: int
-    bridge: bool = True
-    solo: bool = False
+    break_before: bool = False
 
     @property
     def end(self) -> int:
@@ -84,14 +84,11 @@ def can_join(run_start: int, last: Item, item: Item, limits: Limits) -> bool:
 
     ``last`` is the run's member reaching furthest; ``item`` starts at or after every member.
     """
-    if last.solo or item.solo:
+    if item.break_before:
         return False
     if max(last.end, item.end) - run_start + 1 > limits.size_limit(item.kind):
         return False
-    gap = item.address - last.end - 1
-    if gap <= 0:
-        return True
-    return gap <= limits.gap_limit(item.kind) and last.bridge and item.bridge
+    return item.address - last.end - 1 <= limits.gap_limit(item.kind)
 
 
 def _plan_kind(kind: str, items: list[Item], limits: Limits) -> list[Block]:

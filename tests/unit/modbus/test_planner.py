@@ -16,7 +16,7 @@ pytestmark = pytest.mark.modbus
 def _feasible(run: Sequence[Item], limits: Limits) -> bool:
     """Whether one read may serve ``run``, judged by the holes inside it (unlike the planner)."""
     kind = run[0].kind
-    if len(run) > 1 and any(item.solo for item in run):
+    if any(item.break_before for item in run[1:]):
         return False
     start = min(item.address for item in run)
     end = max(item.end for item in run)
@@ -34,9 +34,6 @@ def _feasible(run: Sequence[Item], limits: Limits) -> bool:
         while address not in covered:
             address += 1
         if address - hole_start > limits.gap_limit(kind):
-            return False
-        neighbours = [i for i in run if i.end == hole_start - 1 or i.address == address]
-        if not all(i.bridge for i in neighbours):
             return False
     return True
 
@@ -71,12 +68,12 @@ def point_sets(draw: st.DrawFn) -> tuple[list[Item], Limits]:
         bits = kind in ("coil", "discrete")
         for n in range(draw(st.integers(1, 14))):
             size = 1 if bits else draw(st.sampled_from([1, 1, 2, 4, min(10, limits.max_registers)]))
-            bridge, solo = draw(st.booleans()) or draw(st.booleans()), draw(st.integers(0, 9)) == 0
+            split = draw(st.integers(0, 5)) == 0
             if address + size - 1 > 65535:
                 break
-            items.append(Item(f"{kind}{n}", kind, address, size, bridge, solo))
+            items.append(Item(f"{kind}{n}", kind, address, size, split))
             if not bits and size == 1 and draw(st.integers(0, 4)) == 0:  # a second bit field
-                items.append(Item(f"{kind}{n}b", kind, address, 1, bridge, solo))
+                items.append(Item(f"{kind}{n}b", kind, address, 1, draw(st.booleans())))
             address += size + draw(st.sampled_from([0, 0, 1, 3, 8, 13, 40]))
     return items, limits
 
@@ -159,19 +156,18 @@ def test_bit_fields_of_one_register_share_a_read() -> None:
     assert (block.address, block.count, set(block.names)) == (10, 3, {"lo", "hi", "x"})
 
 
-def test_learned_constraints() -> None:
-    no_bridge = [Item("a", "holding", 0, 1, bridge=False), Item("b", "holding", 1, 1, bridge=False),
-                 Item("c", "holding", 4, 1, bridge=False)]  # fmt: skip
-    assert _ranges(plan_reads(no_bridge, Limits())) == [("holding", 0, 2), ("holding", 4, 1)]
-    solo = [
+def test_learned_splits() -> None:
+    items = [
         Item("a", "holding", 0, 1),
-        Item("b", "holding", 1, 1, solo=True),
-        Item("c", "holding", 2, 1),
+        Item("b", "holding", 1, 1),
+        Item("c", "holding", 2, 1, break_before=True),
+        Item("d", "holding", 3, 1),
+        Item("e", "holding", 9, 1, break_before=True),
     ]
-    assert _ranges(plan_reads(solo, Limits())) == [
-        ("holding", 0, 1),
-        ("holding", 1, 1),
-        ("holding", 2, 1),
+    assert _ranges(plan_reads(items, Limits())) == [
+        ("holding", 0, 2),
+        ("holding", 2, 2),
+        ("holding", 9, 1),
     ]
 
 
