@@ -123,6 +123,10 @@ class PortDownError(Exception):
 class SerialDevice(Adapter):
     """Owns one serial port and the device on it; restarts nothing itself but the port.
 
+    Device state changes (down, offline, online) go to the sink, which logs them as warnings;
+    this class logs the port-level story (open, lost, reopened) at INFO so nothing is said twice
+    at WARNING, and bad input (parse, checksum, over-long frames) once per state change.
+
     A missing or failing port never ends :meth:`run`: the device is marked ``down`` and the
     port reopened with backoff. ``frame_hook`` (used by ``edged serial monitor``) sees every
     frame before it is parsed.
@@ -247,10 +251,10 @@ class SerialDevice(Adapter):
                     self.stats.open_failures += 1
                     detail = f"cannot open {self.config.port}: {exc}"
                     if not failing:
-                        log.warning("%s: %s; retrying with backoff", self._label, detail)
+                        log.info("%s: cannot open: %s; retrying with backoff", self._label, exc)
                         failing = True
                     else:
-                        log.debug("%s: %s", self._label, detail)
+                        log.debug("%s: cannot open: %s", self._label, exc)
                     self._set_state(DeviceState.DOWN, detail)
                     await asyncio.sleep(backoff.next_delay())
                     continue
@@ -266,7 +270,7 @@ class SerialDevice(Adapter):
                 except PortLostError as exc:
                     self.stats.losses += 1
                     failing = True
-                    log.warning("%s: port lost: %s; reopening with backoff", self._label, exc)
+                    log.info("%s: port lost: %s; reopening with backoff", self._label, exc)
                     self._set_state(DeviceState.DOWN, f"port lost: {exc}")
                 finally:
                     link.close()
@@ -463,7 +467,7 @@ class SerialDevice(Adapter):
         silent = loop.time() - self._last_rx
         if silent >= idle:
             if self.state is DeviceState.ONLINE:
-                log.warning("%s: nothing received for %g s", self._label, idle)
+                log.info("%s: nothing received for %g s", self._label, idle)
                 self._set_state(DeviceState.OFFLINE, f"nothing received for {idle:g} s")
             delay = idle
         else:
@@ -509,7 +513,7 @@ class SerialDevice(Adapter):
                         log.info("%s: answering again", self._label)
                         self._set_state(DeviceState.ONLINE)
                 else:
-                    self.reply_problems.fail("all queries", "no reply to any query")
+                    self.reply_problems.fail("all queries", "no reply to any query", logging.INFO)
                     self._set_state(DeviceState.OFFLINE, "no reply to any query")
                 next_at += self.config.poll
                 now = loop.time()

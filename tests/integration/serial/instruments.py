@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import os
 import random
+import select
 import subprocess
+import threading
 import time
 import tty
 from collections.abc import Callable
@@ -112,6 +114,60 @@ class QueryInstrument(Instrument):
             self.write_now(b"A=1\r\nB=2\r\n")
         else:
             self.write_now(b"ERR unknown command\r\n")
+
+
+def answer(line: bytes) -> bytes | None:
+    """The query instrument's answers as a plain function (for :class:`ThreadedInstrument`)."""
+    if line == b"MEAS?":
+        return b"T=21.50 H=40\r\n"
+    if line.startswith(b"SP "):
+        return b"OK " + line[3:] + b"\r\n"
+    return b"ERR unknown command\r\n"
+
+
+class ThreadedInstrument:
+    """An instrument on its own thread, for tests whose main thread blocks (the daemon tests).
+
+    ``respond(line)`` returns the reply to write, or ``None``. Always :meth:`stop` it.
+    """
+
+    def __init__(self, fd: int, respond: Callable[[bytes], bytes | None]) -> None:
+        self.fd = fd
+        self.respond = respond
+        self.received: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="serial-instrument", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        buf = b""
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                buf += os.read(self.fd, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            *lines, buf = buf.replace(b"\r\n", b"\n").split(b"\n")
+            for line in lines:
+                self.received.append(line)
+                reply = self.respond(line)
+                if reply:
+                    self.write(reply)
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` (small writes: the pty has room)."""
+        with self._lock:
+            os.write(self.fd, data)
+
+    def stop(self) -> None:
+        """Stop and join the thread."""
+        self._stop.set()
+        self._thread.join(5)
 
 
 def nmea_epoch(index: int, *, corrupt: bool = False) -> list[bytes]:

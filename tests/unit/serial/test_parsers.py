@@ -28,7 +28,8 @@ def values(p: FrameParser, frame: bytes) -> list[dict[str, Any]]:
 
 
 def test_auto_values() -> None:
-    assert auto_value(" 12 ") == 12
+    assert auto_value("12") == 12
+    assert auto_value("+7") == 7
     assert auto_value("-3.5e2") == -350.0
     assert auto_value(".5") == 0.5
     assert auto_value("1_000") == "1_000"
