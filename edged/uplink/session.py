@@ -1,0 +1,722 @@
+"""The gateway's one MQTT session: paho driven from the asyncio loop, reconnecting forever.
+
+Threading: every paho call and every paho callback runs on the event loop thread. The only
+blocking step, opening the connection (DNS, TCP, TLS handshake), runs in a short-lived thread
+that returns a connected socket (:mod:`edged.uplink.connect`); paho then only writes CONNECT.
+The socket is watched with ``add_reader`` / ``add_writer`` and a one-second ``loop_misc``
+timer keeps the keepalive.
+
+Flow control: :meth:`Uplink.publish` hands a message to paho and returns. It waits while the
+session is down and while ``max_inflight`` QoS 1 messages await PUBACK. paho keeps every QoS 1
+message until its PUBACK and re-sends it (DUP) after a reconnect, so none is lost while the
+process lives. PUBACKs are learnt by looking at paho's count of unacknowledged messages after
+each read event (see :mod:`edged.uplink.pahoclient`), which costs nothing per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edged.errors import PayloadTooLarge
+from edged.uplink.connect import ConnectError, FailureKind, ThreadCall, open_connection
+from edged.uplink.pahoclient import LoopClient
+from edged.uplink.policy import ReconnectPolicy, Step
+from edged.uplink.reasons import SESSION_TAKEN_OVER, refusal
+from edged.uplink.settings import MAX_PAYLOAD, UplinkSettings
+from edged.uplink.stats import IncomingMessage, UplinkState, UplinkStats
+from edged.uplink.subscriptions import Subscriptions, batches
+
+log = logging.getLogger("edged.uplink")
+
+MISC_INTERVAL = 1.0
+"""Seconds between paho ``loop_misc`` calls (keepalive pings and their timeout)."""
+CONNECT_THREAD_GRACE = 2.0
+"""How long shutdown waits for a connect thread still blocked in DNS/TCP/TLS."""
+_OK = MQTTErrorCode.MQTT_ERR_SUCCESS
+_NO_CONN = MQTTErrorCode.MQTT_ERR_NO_CONN
+_MAX_SESSION_EXPIRY = 0xFFFFFFFF
+# Linux delays ACKs by up to 40 ms; a broker without TCP_NODELAY (mosquitto's default) then holds
+# back PUBACKs and commands until that ACK arrives. Quick ACKs must be re-armed after each read.
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How an established connection ended."""
+
+    lifetime: float
+    reason: str
+    by_us: bool = False
+    taken_over: bool = False
+    keepalive: bool = False
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+class UplinkClosedError(RuntimeError):
+    """:meth:`Uplink.publish` after :meth:`Uplink.close` began."""
+
+
+class Uplink:
+    """The gateway's MQTT session (see the module docstring).
+
+    ``on_message`` is called on the loop thread for every message the broker delivers; it must
+    not block. For QoS 1 the PUBACK goes out after it returns.
+    """
+
+    def __init__(
+        self, settings: UplinkSettings, on_message: Callable[[IncomingMessage], None]
+    ) -> None:
+        self.settings = settings
+        self._on_message = on_message
+        self._v5 = settings.mqtt_version == "5"
+        self._client = self._make_client()
+        self._unacked = self._client.awaiting_ack
+        self._subs = Subscriptions()
+        self._policy = ReconnectPolicy(
+            client_id=settings.client_id,
+            endpoint=settings.endpoint,
+            reconnect_initial=settings.reconnect_initial,
+            reconnect_max=settings.reconnect_max,
+            refused_initial=settings.refused_initial,
+            refused_max=settings.refused_max,
+            stable_after=settings.stable_after,
+        )
+        self._state = UplinkState.IDLE
+        self._connected = False
+        self._window = settings.max_inflight
+        self._low_water = self._window - 1
+        # Waiters (publish, flush, wait_connected) sleep on the current event; _wake() swaps in
+        # a fresh one and sets the old one, so no wake-up is lost between check and wait.
+        self._progress = asyncio.Event()
+        self._waiters = 0
+        self._stop = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._running = False
+        self._closing = False
+        self._disconnect_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: Any = None
+        self._tls_sock = False
+        self._misc_handle: asyncio.TimerHandle | None = None
+        self._connect_call: ThreadCall[socket.socket] | None = None
+        self._connack: asyncio.Future[ConnectError | None] | None = None
+        self._ended: asyncio.Future[_Ended] | None = None
+        self._connected_at = 0.0
+        self._ever_connected = False
+        self._sub_mids: dict[int, list[tuple[str, int]]] = {}
+        self._refused_filters: set[str] = set()
+        self._rejected_reasons: set[int] = set()
+        self._callback_failed = False
+        # counters
+        self._connects = 0
+        self._attempts = 0
+        self._published = 0
+        self._handed_qos1 = 0
+        self._refused_oversize = 0
+        self._rejected = 0
+        self._received = 0
+        self._subscribe_packets = 0
+        self._last_error = ""
+        self._retry_delay = 0.0
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _make_client(self) -> LoopClient:
+        s = self.settings
+        kwargs: dict[str, Any] = {"client_id": s.client_id, "reconnect_on_failure": False}
+        if self._v5:
+            kwargs["protocol"] = MQTTProtocolVersion.MQTTv5
+        else:
+            kwargs["protocol"] = MQTTProtocolVersion.MQTTv311
+            kwargs["clean_session"] = not s.persistent_session
+        client = LoopClient(**kwargs)
+        client.username_pw_set(s.username, s.password.reveal())
+        # Our window (max_inflight) is the real bound; paho's own limit is only a safety net.
+        client.max_inflight_messages_set(s.max_inflight)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_paho_message
+        client.on_subscribe = self._on_subscribe
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        if self._v5:
+            # Only MQTT 5 PUBACKs carry a reason worth reading; for QoS 0 this callback costs CPU.
+            client.on_publish = self._on_publish
+        keepalive = round(s.keepalive)
+        if self._v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            if s.persistent_session:
+                properties.SessionExpiryInterval = min(_MAX_SESSION_EXPIRY, round(s.session_expiry))
+            client.connect_async(
+                s.host,
+                s.port,
+                keepalive,
+                clean_start=not s.persistent_session,
+                properties=properties,
+            )
+        else:
+            client.connect_async(s.host, s.port, keepalive)  # only records the target; no I/O
+        return client
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while a CONNACK-accepted connection is up."""
+        return self._connected
+
+    @property
+    def stats(self) -> UplinkStats:
+        """A snapshot of state and counters."""
+        inflight = len(self._unacked)
+        return UplinkStats(
+            state=self._state.value,
+            connected=self._connected,
+            connects=self._connects,
+            reconnects=max(0, self._connects - 1),
+            attempts=self._attempts,
+            published=self._published,
+            acked=self._handed_qos1 - inflight,
+            inflight=inflight,
+            refused_oversize=self._refused_oversize,
+            rejected=self._rejected,
+            received=self._received,
+            subscribe_packets=self._subscribe_packets,
+            last_error=self._last_error,
+            retry_delay=self._retry_delay,
+            suspected_takeover=self._policy.suspected_takeover,
+        )
+
+    def set_subscriptions(self, filters: Sequence[tuple[str, int]]) -> None:
+        """Set the full subscription set as ``(topic filter, qos)`` pairs.
+
+        Applied at once while connected (SUBSCRIBE for new or changed filters, UNSUBSCRIBE for
+        dropped ones), otherwise after the next CONNACK.
+        """
+        self._subs.want(filters)
+        if self._connected:
+            self._apply_subscriptions()
+
+    async def wait_connected(self) -> None:
+        """Return once the session is connected."""
+        while not self._connected:
+            await self._wait_progress()
+
+    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        """Hand one message to the session; never retained.
+
+        Waits while disconnected and while ``max_inflight`` QoS 1 messages await PUBACK.
+        Raises :class:`~edged.errors.PayloadTooLarge` (counted, nothing sent) above 131072 bytes.
+        """
+        if len(payload) > MAX_PAYLOAD:
+            self._refused_oversize += 1
+            raise PayloadTooLarge(
+                f"{len(payload)}-byte payload for {topic} exceeds the platform limit of"
+                f" {MAX_PAYLOAD} bytes; not sent"
+            )
+        client = self._client
+        while True:
+            if self._connected and (qos == 0 or len(self._unacked) < self._window):
+                rc = client.publish(topic, payload, qos).rc
+                if rc == _OK or (rc == _NO_CONN and qos):
+                    # NO_CONN at QoS > 0: paho keeps the message and sends it after CONNACK.
+                    self._published += 1
+                    if qos:
+                        self._handed_qos1 += 1
+                    return
+                await self._not_handed_over(topic, qos, rc)
+                continue
+            if self._closing:
+                raise UplinkClosedError("the uplink is closing; message not sent")
+            await self._wait_progress()
+
+    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - the app's interface
+        """Wait (at most ``timeout`` s) until no QoS 1 message awaits PUBACK and everything
+        handed over is written to the socket; True when that is so."""
+        deadline = time.monotonic() + timeout
+        while self._unacked or (self._sock is not None and self._client.want_write()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._wait_progress()
+        return True
+
+    async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - the app's interface
+        """Flush in-flight QoS 1 messages (at most ``timeout`` s), DISCONNECT, end :meth:`run`."""
+        deadline = time.monotonic() + timeout
+        first = not self._closing
+        self._closing = True
+        if not self._running:
+            self._state = UplinkState.CLOSED
+            return
+        if first:
+            self._state = UplinkState.CLOSING
+            if not await self.flush(timeout):
+                log.warning(
+                    "%d QoS 1 message(s) were not acknowledged by the broker before shutdown",
+                    len(self._unacked),
+                )
+            self._stop.set()
+            self._wake()
+            if self._connected:
+                self._disconnect()
+                remaining = max(1.0, deadline - time.monotonic())
+                ended = self._ended
+                if ended is not None:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(remaining):
+                            await asyncio.shield(ended)  # run() awaits it too
+                if self._sock is not None:
+                    self._client.force_close()
+                    self._connection_gone(
+                        _Ended(self._lifetime(), "closed by the gateway", by_us=True)
+                    )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+                await self._finished.wait()
+
+    async def run(self) -> None:
+        """Connect, then reconnect with backoff forever; returns after :meth:`close`."""
+        if self._running:
+            raise RuntimeError("Uplink.run() is already running")
+        if self._closing:
+            return
+        self._running = True
+        self._finished.clear()
+        self._loop = asyncio.get_running_loop()
+        try:
+            while not self._stop.is_set():
+                try:
+                    step = await self._attempt()
+                except Exception as exc:  # the session must outlive any bug
+                    log.exception("unexpected error in the MQTT session; reconnecting")
+                    if self._sock is not None:
+                        self._client.force_close()
+                    self._connected = False
+                    step = self._policy.attempt_failed(
+                        ConnectError(FailureKind.UNREACHABLE, f"unexpected error: {exc!r}")
+                    )
+                if step is None:
+                    break
+                self._retry_delay = step.delay
+                self._report(step)
+                self._state = UplinkState.BACKOFF
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(step.delay):
+                        await self._stop.wait()
+        finally:
+            await self._teardown()
+            self._running = False
+            self._state = UplinkState.CLOSED if self._closing else UplinkState.IDLE
+            self._finished.set()
+            self._wake()
+
+    # -- connection lifecycle ------------------------------------------------------------------
+
+    async def _attempt(self) -> Step | None:
+        """One connection attempt and, if it succeeds, the connection's life.
+
+        Returns the next step after a failure or a drop, or None when asked to stop.
+        """
+        s = self.settings
+        self._state = UplinkState.CONNECTING
+        self._attempts += 1
+        self._connack = self._ended = None
+        self._disconnect_requested = False
+        # The blocking edge: DNS, TCP connect and TLS handshake, in a thread of its own.
+        call: ThreadCall[socket.socket] = ThreadCall(
+            functools.partial(
+                open_connection, s.host, s.port, s.connect_timeout, tls=s.tls, ca_file=s.ca_file
+            ),
+            name="edged-uplink-connect",
+            discard=_close_quietly,
+        )
+        self._connect_call = call
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        try:
+            waiting: set[asyncio.Future[Any]] = {call.result, stop}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not call.result.done():
+            call.result.cancel()  # the thread closes the socket it may still produce
+            return None
+        self._connect_call = None
+        try:
+            sock = call.result.result()
+        except ConnectError as failure:
+            return self._policy_failed(failure)
+        except (OSError, ValueError) as exc:  # e.g. a host name the IDNA codec rejects
+            return self._policy_failed(
+                ConnectError(
+                    FailureKind.UNREACHABLE, f"cannot connect to {self.settings.endpoint}: {exc}"
+                )
+            )
+        return await self._handshake(sock)
+
+    async def _handshake(self, sock: socket.socket) -> Step | None:
+        loop = asyncio.get_running_loop()
+        connack: asyncio.Future[ConnectError | None] = loop.create_future()
+        self._connack = connack
+        self._client.hand_over(sock)
+        try:
+            rc = self._client.reconnect()  # non-blocking now: takes the socket, queues CONNECT
+        except (OSError, ValueError) as exc:
+            _close_quietly(sock)
+            return self._policy_failed(
+                ConnectError(
+                    FailureKind.UNREACHABLE, f"cannot start MQTT on {self.settings.endpoint}: {exc}"
+                )
+            )
+        if rc != _OK:
+            self._client.force_close()
+            return self._policy_failed(
+                ConnectError(
+                    FailureKind.UNREACHABLE,
+                    f"cannot send CONNECT to {self.settings.endpoint}: {mqtt.error_string(rc)}",
+                )
+            )
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+        # arrives just as the awaited future completes.
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                failure = await connack
+        except TimeoutError:
+            self._client.force_close()
+            failure = ConnectError(
+                FailureKind.TIMEOUT,
+                f"{self.settings.endpoint} accepted the connection but sent no CONNACK within"
+                f" {self.settings.connect_timeout:g} s",
+            )
+        if failure is not None:
+            return self._policy_failed(failure)
+        ended = self._ended
+        assert ended is not None
+        if self._stop.is_set():
+            self._disconnect()
+        result = await ended
+        if result.by_us or self._stop.is_set():
+            return None
+        return self._policy.connection_ended(
+            result.lifetime, result.reason, taken_over=result.taken_over, keepalive=result.keepalive
+        )
+
+    def _disconnect(self) -> None:
+        """Queue DISCONNECT; the writer sends it and paho then closes the socket."""
+        self._disconnect_requested = True
+        self._client.disconnect()
+
+    def _policy_failed(self, failure: ConnectError) -> Step:
+        return self._policy.attempt_failed(failure)
+
+    def _report(self, step: Step) -> None:
+        if step.message is None:
+            return
+        self._last_error = self._redact(step.message)
+        log.log(step.level, "%s", self._last_error)
+
+    def _redact(self, text: str) -> str:
+        token = self.settings.password.reveal()
+        return text.replace(token, "********") if len(token) >= 4 else text
+
+    def _lifetime(self) -> float:
+        return time.monotonic() - self._connected_at
+
+    def _connection_gone(self, ended: _Ended) -> None:
+        """The connection is over (paho said so, or we closed it): settle waiters."""
+        self._connected = False
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result(
+                ConnectError(
+                    FailureKind.UNREACHABLE,
+                    f"{self.settings.endpoint} closed the connection before answering CONNECT"
+                    f" ({ended.reason})",
+                )
+            )
+        elif self._ended is not None and not self._ended.done():
+            self._ended.set_result(ended)
+        self._wake()
+
+    async def _teardown(self) -> None:
+        if self._sock is not None:
+            # Cancelled while connected: a best-effort DISCONNECT, then close regardless.
+            self._disconnect()
+            with contextlib.suppress(Exception):
+                self._client.loop_write()
+            if self._sock is not None:
+                self._client.force_close()
+            self._connection_gone(_Ended(self._lifetime(), "closed by the gateway", by_us=True))
+        self._cancel_misc()
+        call, self._connect_call = self._connect_call, None
+        if call is not None:
+            if not call.result.done():
+                call.result.cancel()
+            elif not call.result.cancelled() and call.result.exception() is None:
+                _close_quietly(call.result.result())  # delivered but never handed to paho
+            if not await call.finished(min(CONNECT_THREAD_GRACE, self.settings.connect_timeout)):
+                log.debug("a connect thread is still blocked; it closes its socket when done")
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    async def _wait_progress(self) -> None:
+        event = self._progress
+        self._waiters += 1
+        try:
+            await event.wait()
+        finally:
+            self._waiters -= 1
+
+    def _wake(self) -> None:
+        if self._waiters:
+            event, self._progress = self._progress, asyncio.Event()
+            event.set()
+
+    async def _not_handed_over(self, topic: str, qos: int, rc: int) -> None:
+        """paho did not take the message (queue full, no connection): wait, then retry."""
+        log.debug(
+            "paho did not take a QoS %d message for %s (%s); retrying",
+            qos,
+            topic,
+            mqtt.error_string(rc),
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await self._wait_progress()
+
+    # -- paho socket callbacks (loop thread) ---------------------------------------------------
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._sock = sock
+        self._tls_sock = isinstance(sock, ssl.SSLSocket)
+        loop.add_reader(sock, self._readable)
+        self._misc_handle = loop.call_later(MISC_INTERVAL, self._misc)
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+        loop.remove_reader(sock)
+        loop.remove_writer(sock)
+        self._cancel_misc()
+        self._sock = None
+
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, self._writable)
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+        self._wake()  # flush() waits for the write buffer to drain
+
+    def _readable(self) -> None:
+        client = self._client
+        try:
+            client.loop_read()
+            sock = self._sock
+            # TLS may hold decrypted bytes the socket will never signal again: drain them.
+            while self._tls_sock and sock is not None and sock.pending():
+                client.loop_read()
+                sock = self._sock
+            if _QUICKACK is not None and sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except Exception as exc:  # noqa: BLE001 - a broken packet must not kill the loop
+            self._abort(f"error while reading from the broker: {exc!r}")
+        if self._waiters and len(self._unacked) <= self._low_water:
+            self._wake()
+
+    def _writable(self) -> None:
+        try:
+            self._client.loop_write()
+        except Exception as exc:  # noqa: BLE001
+            self._abort(f"error while writing to the broker: {exc!r}")
+
+    def _misc(self) -> None:
+        self._misc_handle = None
+        try:
+            self._client.loop_misc()
+        except Exception as exc:  # noqa: BLE001
+            self._abort(f"error in the keepalive timer: {exc!r}")
+        if self._sock is not None and self._loop is not None and self._misc_handle is None:
+            self._misc_handle = self._loop.call_later(MISC_INTERVAL, self._misc)
+
+    def _cancel_misc(self) -> None:
+        if self._misc_handle is not None:
+            self._misc_handle.cancel()
+            self._misc_handle = None
+
+    def _abort(self, reason: str) -> None:
+        log.error("%s; closing the connection", reason)
+        if self._sock is not None:
+            self._client.force_close()
+        self._connection_gone(_Ended(self._lifetime(), reason))
+
+    # -- paho protocol callbacks (loop thread) -------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        connack = self._connack
+        if reason.is_failure:
+            if connack is not None and not connack.done():
+                connack.set_result(
+                    refusal(
+                        reason.value,
+                        reason.getName(),
+                        self.settings.client_id,
+                        self.settings.endpoint,
+                    )
+                )
+            return  # paho closes the socket next
+        self._connected = True
+        self._connected_at = time.monotonic()
+        self._connects += 1
+        self._state = UplinkState.CONNECTED
+        self._window = self.settings.max_inflight
+        receive_maximum = getattr(properties, "ReceiveMaximum", None) if self._v5 else None
+        if receive_maximum:
+            self._window = min(self._window, int(receive_maximum))
+        self._low_water = self._window - 1
+        session_present = bool(flags.session_present)
+        if not session_present or not self._ever_connected:
+            # Without a session the broker holds no subscriptions; on our first connect we
+            # cannot know which ones an old session holds, so subscribe everything then too.
+            self._subs.session_lost()
+        self._ever_connected = True
+        level, message = self._policy.connected(session_present=session_present)
+        log.log(level, "%s", message)
+        self._ended = asyncio.get_running_loop().create_future()
+        self._apply_subscriptions()
+        if connack is not None and not connack.done():
+            connack.set_result(None)
+        self._wake()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        from_server = bool(flags.is_disconnect_packet_from_server)
+        name = reason.getName()
+        if from_server:
+            text = f"the broker sent DISCONNECT: {name} ({reason.value})"
+        elif name == "Keep alive timeout":
+            text = "no answer to keepalive pings"
+        elif name == "Success":
+            text = "closed by the gateway"
+        else:
+            text = "the connection was closed by the broker or the network"
+        by_us = self._disconnect_requested and not from_server
+        self._connection_gone(
+            _Ended(
+                self._lifetime(),
+                text,
+                by_us=by_us,
+                taken_over=from_server and reason.value == SESSION_TAKEN_OVER,
+                keepalive=name == "Keep alive timeout",
+            )
+        )
+
+    def _on_paho_message(
+        self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            log.warning("dropped a message whose topic is not UTF-8")
+            return
+        self._received += 1
+        payload = message.payload
+        incoming = IncomingMessage(
+            topic,
+            payload if isinstance(payload, bytes) else bytes(payload),
+            message.qos,
+            bool(message.retain),
+        )
+        try:
+            self._on_message(incoming)
+        except Exception:
+            if not self._callback_failed:
+                self._callback_failed = True
+                log.exception("the message handler failed on %s (further failures at DEBUG)", topic)
+            else:
+                log.debug("the message handler failed on %s", topic, exc_info=True)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        batch = self._sub_mids.pop(mid, [])
+        for (topic_filter, _qos), reason in zip(batch, reasons, strict=False):
+            if reason.is_failure and topic_filter not in self._refused_filters:
+                self._refused_filters.add(topic_filter)
+                log.error(
+                    "the broker refused the subscription to %s (%s): nothing will arrive on it",
+                    topic_filter,
+                    reason.getName(),
+                )
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        if reason.is_failure:
+            self._rejected += 1
+            if reason.value not in self._rejected_reasons:
+                self._rejected_reasons.add(reason.value)
+                log.warning(
+                    "the broker rejected a publication: %s (%d)", reason.getName(), reason.value
+                )
+
+    def _apply_subscriptions(self) -> None:
+        add, remove = self._subs.pending()
+        for batch in batches(add):
+            rc, mid = self._client.subscribe(batch)
+            if rc != _OK or mid is None:
+                self._subs.session_lost()  # retried after the next CONNACK
+                return
+            self._sub_mids[mid] = batch
+            self._subscribe_packets += 1
+        for filters in batches(remove):
+            self._client.unsubscribe(filters)
