@@ -178,6 +178,7 @@ class SerialDevice(Adapter):
         self._idle_handle: asyncio.TimerHandle | None = None
         self._last_emit: dict[str, float] = {}
         self._seen_overlong = 0
+        self._seen_garbage = 0
         self._seen_discarded = 0
 
     # --- construction helpers ---------------------------------------------------------------
@@ -230,7 +231,9 @@ class SerialDevice(Adapter):
         """Every counter: traffic, bad input by kind, port events."""
         out = asdict(self.stats)
         out.update(self.problems.counts)
+        out.pop("garbage", None)  # counted in bytes below
         out["overlong"] = self._framer.overlong
+        out["garbage_bytes"] = self._framer.garbage
         out["discarded_bytes"] = self._framer.discarded
         return out
 
@@ -383,12 +386,12 @@ class SerialDevice(Adapter):
         framer = self._framer
         if framer.overlong != self._seen_overlong:
             self.problems.fail(
-                "overlong",
-                f"dropped a frame over max_length ({framer.max_length} bytes)",
+                "overlong", f"dropped a frame over max_length ({framer.max_length} bytes)"
             )
-        else:
-            self.problems.fail("garbage", "discarding bytes outside frames")
+        if framer.garbage != self._seen_garbage:
+            self.problems.fail("garbage", "discarding bytes outside frames or truncated frames")
         self._seen_overlong = framer.overlong
+        self._seen_garbage = framer.garbage
         self._seen_discarded = framer.discarded
 
     def _offer_reply(self, waiter: _Waiter, frames: list[bytes]) -> list[bytes]:
@@ -495,6 +498,8 @@ class SerialDevice(Adapter):
                     reply = await waiter.future
             finally:
                 self._waiter = None
+                if waiter.future.done() and not waiter.future.cancelled():
+                    waiter.future.exception()  # retrieved: the port loss is reported elsewhere
             self.stats.replies += 1
             return reply
 

@@ -13,8 +13,9 @@ import abc
 class Framer(abc.ABC):
     """Turns chunks of bytes into complete frames.
 
-    ``overlong`` counts frames dropped for exceeding ``max_length``; ``discarded`` counts bytes
-    thrown away (over-long frames, bytes outside markers, truncated frames).
+    ``overlong`` counts frames dropped for exceeding ``max_length``; ``discarded`` counts every
+    byte thrown away, and ``garbage`` the part of those that belonged to no over-long frame
+    (bytes outside markers, truncated frames).
     """
 
     def __init__(self, max_length: int) -> None:
@@ -23,6 +24,7 @@ class Framer(abc.ABC):
         self.max_length = max_length
         self.overlong = 0
         self.discarded = 0
+        self.garbage = 0
 
     @abc.abstractmethod
     def feed(self, data: bytes) -> list[bytes]:
@@ -150,9 +152,11 @@ class MarkerFramer(Framer):
                     # Keep a possible partial start marker at the very end of the chunk.
                     keep_from = max(pos, len(buf) - len(start) + 1)
                     self.discarded += keep_from - pos
+                    self.garbage += keep_from - pos
                     self._buf = buf[keep_from:]
                     return frames
                 self.discarded += found - pos
+                self.garbage += found - pos
                 pos = found + len(start)
                 self._in_frame = True
             stop = buf.find(end, pos)
@@ -160,6 +164,7 @@ class MarkerFramer(Framer):
             restart = buf.rfind(start, pos, scan_to) if start != end else -1
             if restart >= 0:
                 self.discarded += restart - pos + len(start)
+                self.garbage += restart - pos + len(start)
                 pos = restart + len(start)
             if stop < 0:
                 if len(buf) - pos > limit + len(end) - 1:

@@ -404,3 +404,38 @@ async def test_min_interval_and_ignore(pty: PtyPair) -> None:
         await sink.wait_for(lambda: device.counters()["throttled"] == 2)
         assert sink.values() == [{"a": 1}]
         assert device.counters()["ignored"] == 1
+
+
+async def test_scale_with_stx_etx_frames_among_noise(pty: PtyPair) -> None:
+    section = {
+        "port": pty.path,
+        "bytesize": 7,
+        "parity": "even",
+        "framing": {"markers": {"start": "\x02", "end": "\x03", "max_length": 32}},
+        "parser": {
+            "regex": {
+                "pattern": r"^(?P<weight>[-+ ]\d+\.\d+)\s*(?P<unit>kg|g)$",
+                "fields": {"weight": {"type": "float"}, "unit": {}},
+            }
+        },
+    }
+    async with running(section) as (device, sink):
+        await sink.wait_for(lambda: online(sink))
+        scale = Instrument(pty.master)
+        try:
+            await scale.write(b"\x00\xff\x02 12.50 kg\x03\r\nnoise\x02-0.25 kg\x03")
+            await scale.write(b"\x02 1.0 k")  # truncated by the next start marker
+            await scale.write(b"\x02+3.75 g\x03" + b"\x02" + b"9" * 40 + b"\x03")
+            await sink.wait_for(lambda: len(sink.readings) == 3)
+        finally:
+            scale.stop()
+        assert sink.values() == [
+            {"weight": 12.5, "unit": "kg"},
+            {"weight": -0.25, "unit": "kg"},
+            {"weight": 3.75, "unit": "g"},
+        ]
+        counters = device.counters()
+        assert counters["overlong"] == 1
+        assert counters["garbage_bytes"] == len(b"\x00\xff") + len(b"\r\nnoise") + len(
+            b" 1.0 k\x02"
+        )

@@ -55,6 +55,7 @@ def test_line_framer_drops_overlong_line_and_resumes_at_next_delimiter() -> None
     assert framer.feed(b"xx\nnext\n") == [b"next"]
     assert framer.overlong == 1
     assert framer.discarded == 10 + 100 + 3
+    assert framer.garbage == 0
 
 
 def test_line_framer_drops_overlong_line_inside_one_chunk() -> None:
@@ -150,6 +151,7 @@ def test_marker_framer_discards_bytes_outside_frames() -> None:
     assert framer.feed(b"W 1") == []
     assert framer.feed(b"3.0 kg\x03") == [b"W 13.0 kg"]
     assert framer.discarded == len(b"noise") + len(b"more")
+    assert framer.garbage == framer.discarded
 
 
 def test_marker_framer_multibyte_markers_split_across_chunks() -> None:
@@ -173,6 +175,7 @@ def test_marker_framer_drops_overlong_frames() -> None:
     assert framer.overlong == 2
     assert framer.feed(b"][ok]") == [b"ok"]
     assert framer.pending == 0
+    assert framer.garbage == 1  # the stray "]"; the rest was over-long frames
 
 
 marker_body = st.binary(max_size=30).map(lambda b: b.replace(b"\x02", b"").replace(b"\x03", b""))
