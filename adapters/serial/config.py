@@ -50,14 +50,11 @@ def _non_empty_bytes(value: str) -> str:
     return _byte_text(value)
 
 
-ByteText = Annotated[str, AfterValidator(_byte_text)]
-"""A YAML string standing for bytes: each character is one byte (``latin-1``)."""
-
 Marker = Annotated[str, AfterValidator(_non_empty_bytes)]
 
 
 def to_bytes(text: str) -> bytes:
-    """The bytes a :data:`ByteText` value stands for."""
+    """The bytes a delimiter or marker stands for: each character is one byte (latin-1)."""
     return text.encode("latin-1")
 
 

@@ -269,23 +269,27 @@ class KeyValueLineParser(_TextParser):
 
     def parse(self, frame: bytes) -> list[Parsed]:
         text = self.decode(frame)
-        if self.separator is None:
-            tokens = text.replace(",", " ").replace(";", " ").split()
-        else:
-            tokens = text.split(self.separator)
-        raw: dict[str, JSONValue] = {}
         assign = self.assign
-        if self.separator is None:  # split() left no whitespace around tokens
-            for token in tokens:
-                key, found, value = token.partition(assign)
-                if found and key:
-                    raw[key] = value
-        else:
-            for token in tokens:
+        raw: dict[str, JSONValue] = {}
+        if self.separator is not None:
+            for token in text.split(self.separator):
                 key, found, value = token.partition(assign)
                 key = key.strip()
                 if found and key:
                     raw[key] = value.strip()
+        elif self.fields.fields is None:  # the common case, kept tight: convert as we go
+            for token in text.replace(",", " ").replace(";", " ").split():
+                key, found, value = token.partition(assign)
+                if found and key:
+                    raw[key] = auto_value(value)
+            if not raw:
+                raise ParseError("parse", f"no key{assign}value pairs")
+            return [Parsed(None, raw)]
+        else:  # split() leaves no whitespace around tokens
+            for token in text.replace(",", " ").replace(";", " ").split():
+                key, found, value = token.partition(assign)
+                if found and key:
+                    raw[key] = value
         if not raw:
             raise ParseError("parse", f"no key{assign}value pairs")
         return [Parsed(None, self.fields.apply(raw, text_values=True))]

@@ -1,6 +1,6 @@
 """Serial read path: CPU per 80-byte line and lines/s, against pyserial's readline, one run.
 
-Run from the repository root:  .venv/bin/python -m tests.bench.bench_serial [--lines N]
+Run from the repository root:  .venv/bin/python -m tests.bench.bench_serial [--lines N] [--repeat R]
 
 A separate writer process (tests/bench/serial_feed.py) pushes N lines into a pty as fast as the
 pty accepts them (blocking writes: the pty's flow control holds the writer back, nothing is
@@ -76,19 +76,20 @@ class Pty:
         os.close(self.slave)
 
 
-class CollectingSink:
-    """Keeps every reading (a list append: the cheapest honest consumer)."""
+class CheckingSink:
+    """Keeps each reading's ``seq`` (to check order and loss), not the readings themselves:
+    a real bridge encodes and drops them, so holding 50,000 dicts would only add GC work."""
 
     def __init__(self, expected: int) -> None:
-        self.readings: list[Reading] = []
+        self.seqs: list[object] = []
         self.expected = expected
         self.done = asyncio.Event()
         self.online = asyncio.Event()
 
     async def emit(self, reading: Reading) -> None:
         """Take one reading."""
-        self.readings.append(reading)
-        if len(self.readings) >= self.expected:
+        self.seqs.append(reading.values.get("seq"))
+        if len(self.seqs) >= self.expected:
             self.done.set()
 
     def set_state(self, device: DeviceIdentity, state: DeviceState, detail: str = "") -> None:
@@ -105,7 +106,7 @@ async def run_edged(name: str, parser: Any, count: int, baud: int, fmt: str) -> 
         device = SerialDevice(
             DeviceSpec(DEVICE, config, "reading", ()), Settings(), AdapterContext(gateway=DEVICE)
         )
-        sink = CollectingSink(count)
+        sink = CheckingSink(count)
         task = asyncio.create_task(device.run(sink))
         await asyncio.wait_for(sink.online.wait(), 5)
         # Start the clock after spawning the writer: fork/exec costs the parent a few ms, and
@@ -118,9 +119,9 @@ async def run_edged(name: str, parser: Any, count: int, baud: int, fmt: str) -> 
         writer.wait(30)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        seqs = [reading.values.get("seq") for reading in sink.readings]
+        seqs = sink.seqs
         ok = seqs == list(range(count)) if parser != "text" else len(seqs) == count
-        return Result(name, count, len(sink.readings), cpu, wall, ok)
+        return Result(name, count, len(seqs), cpu, wall, ok)
     finally:
         pty.close()
 
@@ -166,9 +167,11 @@ def in_memory(count: int) -> list[Result]:
     assert config.parser is not None
     parser = build_parser(config.parser, "utf-8")
     cpu0 = time.process_time()
-    parsed = [parser.parse(frame) for frame in frames]
+    parsed = 0
+    for frame in frames:  # results dropped, as the adapter does once they are emitted
+        parsed += len(parser.parse(frame))
     parsing = Result(
-        "  kv parsing only, in memory", count, len(parsed), time.process_time() - cpu0, 0, True
+        "  kv parsing only, in memory", count, parsed, time.process_time() - cpu0, 0, True
     )
     return [framing, parsing]
 
@@ -184,47 +187,59 @@ def show(result: Result, baseline: Result | None = None) -> None:
     )
 
 
+def median(results: list[Result]) -> Result:
+    """The run with the median CPU per line (all runs must have passed their checks)."""
+    ordered = sorted(results, key=lambda result: result.cpu_us)
+    chosen = ordered[len(ordered) // 2]
+    chosen.ok = all(result.ok and result.received == result.lines for result in results)
+    return chosen
+
+
 async def main_async(args: argparse.Namespace) -> int:
-    """Run every scenario and print the table."""
-    count = args.lines
-    header = f"{'scenario':44} {'CPU us/ln':>9} {'lines/s':>12} {'received':>19} {'check':>13}"
-    print(f"serial read path: {count} lines of 80 bytes through a pty; CPU of the reading process")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
-    print(header + "  pyserial/this")
-    baseline = run_pyserial(count, 0)
-    results = [
-        await run_edged("edged kv parser (full adapter path)", "kv", count, 0, "kv"),
-        await run_edged("edged json parser", "json", count, 0, "json"),
-        await run_edged(
-            "edged regex parser",
-            {"regex": {"pattern": r"seq=(?P<seq>\d+) t=(?P<t>\S+)"}},
-            count,
-            0,
-            "kv",
-        ),
-        await run_edged("edged text parser", "text", count, 0, "kv"),
+    """Run every scenario ``--repeat`` times, interleaved, and print the medians."""
+    count, paced = args.lines, args.paced_lines
+    scenarios: list[tuple[str, Any, str]] = [
+        ("edged kv parser (full adapter path)", "kv", "kv"),
+        ("edged json parser", "json", "json"),
+        ("edged regex parser", {"regex": {"pattern": r"seq=(?P<seq>\d+) t=(?P<t>\S+)"}}, "kv"),
+        ("edged text parser", "text", "kv"),
     ]
-    for result in results:
-        show(result, baseline)
+    runs: dict[str, list[Result]] = {}
+    for _ in range(args.repeat):  # interleaved, so background load hits every scenario alike
+        runs.setdefault("pyserial", []).append(run_pyserial(count, 0))
+        for name, parser, fmt in scenarios:
+            runs.setdefault(name, []).append(await run_edged(name, parser, count, 0, fmt))
+        runs.setdefault("slow", []).append(
+            await run_edged("edged kv @ 115200 baud (144 lines/s)", "kv", paced // 4, 115200, "kv")
+        )
+        runs.setdefault("fast", []).append(
+            await run_edged("edged kv @ 921600 baud (1152 lines/s)", "kv", paced, 921600, "kv")
+        )
+        runs.setdefault("pyserial paced", []).append(run_pyserial(paced, 921600))
+    results = {name: median(items) for name, items in runs.items()}
+    baseline = results["pyserial"]
+
+    print(f"serial read path: {count} lines of 80 bytes through a pty; CPU of the reading process;")
+    print(
+        f"median of {args.repeat} interleaved runs; python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs\n"
+    )
+    print(
+        f"{'scenario':44} {'CPU us/ln':>9} {'lines/s':>12} {'received':>19} {'check':>13}"
+        "  pyserial/this"
+    )
+    for name, _, _ in scenarios:
+        show(results[name], baseline)
     show(baseline)
     for result in in_memory(count):
         show(result)
     print("\npaced at real wire rates (each line arrives on its own: per-wakeup cost dominates)")
-    paced = [
-        await run_edged(
-            "edged kv @ 115200 baud (144 lines/s)", "kv", args.paced_lines // 4, 115200, "kv"
-        ),
-        await run_edged(
-            "edged kv @ 921600 baud (1152 lines/s)", "kv", args.paced_lines, 921600, "kv"
-        ),
-    ]
-    paced_baseline = run_pyserial(args.paced_lines, 921600)
-    for result in paced[:-1]:
-        show(result)
-    show(paced[-1], paced_baseline)
-    show(paced_baseline)
-    kv = results[0]
-    verdict = "PASS" if kv.cpu_us <= TARGET_US and all(r.ok for r in results + paced) else "FAIL"
+    show(results["slow"])
+    show(results["fast"], results["pyserial paced"])
+    show(results["pyserial paced"])
+    kv = results[scenarios[0][0]]
+    checks = all(result.ok for result in results.values())
+    verdict = "PASS" if kv.cpu_us <= TARGET_US and checks else "FAIL"
     print(
         f"\ntarget <= {TARGET_US:g} us CPU per line at full speed, zero loss: {verdict} "
         f"(kv {kv.cpu_us:.2f} us/line, {baseline.cpu_us / kv.cpu_us:.0f}x less CPU than "
@@ -236,8 +251,9 @@ async def main_async(args: argparse.Namespace) -> int:
 def main() -> int:
     """Command line entry."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=50_000, help="lines per full-speed run")
+    parser.add_argument("--lines", type=int, default=30_000, help="lines per full-speed run")
     parser.add_argument("--paced-lines", type=int, default=2_000, help="lines at 921600 baud")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (median)")
     return asyncio.run(main_async(parser.parse_args()))
 
 
