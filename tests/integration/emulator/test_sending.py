@@ -1,0 +1,88 @@
+"""Commands and notify messages the emulator sends, as a gateway receives them."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from edged import topics
+from edged.emulator import EmulatorError, PlatformEmulator
+from edged.emulator import notify as n
+from tests.integration.emulator.helpers import (
+    BOILER,
+    GATEWAY,
+    ORG,
+    RawClient,
+    event_body,
+)
+from tests.support.broker import APP_USER, Broker
+
+pytestmark = pytest.mark.integration
+
+
+def test_send_command_reaches_the_gateway(emu: PlatformEmulator, gateway: RawClient) -> None:
+    gateway.subscribe(topics.command_filter(BOILER))
+
+    emu.send_command(BOILER, "setpoint", {"value": 22.5, "reqId": "c1"})
+    emu.send_command(BOILER, "raw", b"\x01\x02", fmt="bin", qos=0)
+
+    first, second = gateway.next_message(), gateway.next_message()
+    assert first.topic == "iot-2/type/modbus-meter/id/boiler-1/cmd/setpoint/fmt/json"
+    assert orjson.loads(first.payload) == {"value": 22.5, "reqId": "c1"}
+    assert (first.qos, first.retain) == (1, False)
+    assert second.topic == topics.command_topic(BOILER, "raw", "bin")
+    assert second.payload == b"\x01\x02"
+    sent = emu.commands_sent
+    assert [(c.command, c.format) for c in sent] == [("setpoint", "json"), ("raw", "bin")]
+    assert sent[0].data == {"value": 22.5, "reqId": "c1"}
+
+
+def test_send_command_refuses_names_that_are_not_topic_levels(emu: PlatformEmulator) -> None:
+    with pytest.raises(ValueError, match="invalid command"):
+        emu.send_command(BOILER, "set/point", {})
+
+
+def test_sending_needs_a_started_emulator(broker: Broker) -> None:
+    emulator = PlatformEmulator(
+        broker.host, broker.port, ORG, username=APP_USER, password=broker.app_password
+    )
+    with pytest.raises(EmulatorError, match="not started"):
+        emulator.send_command(BOILER, "setpoint", {})
+
+
+def test_notify_has_the_documented_shape(emu: PlatformEmulator, gateway: RawClient) -> None:
+    gateway.subscribe(topics.notify_topic(GATEWAY))
+    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1))
+    emu.wait_for_events()
+
+    sent = emu.publish_notify(GATEWAY, device=BOILER, message=n.INVALID_DEVICE_TYPE, rc=21)
+
+    message = gateway.next_message()
+    assert message.topic == "iot-2/type/test-gw/id/gw-0001/notify"
+    body = orjson.loads(message.payload)
+    assert body == sent
+    assert list(body) == ["Request", "Time", "Topic", "Type", "Id", "Client", "RC", "Message"]
+    assert body["Request"] == "publish"
+    assert body["Topic"] == topics.event_topic(BOILER, "reading")  # the device's last event topic
+    assert (body["Type"], body["Id"]) == ("modbus-meter", "boiler-1")
+    assert body["Client"] == "g:testorg:test-gw:gw-0001"
+    assert (body["RC"], body["Message"]) == (21, "Device type is not valid.")
+    assert body["Time"].endswith("Z")
+
+
+def test_notify_for_an_invalid_topic_has_no_type_or_id(
+    emu: PlatformEmulator, gateway: RawClient
+) -> None:
+    gateway.subscribe(topics.notify_topic(GATEWAY))
+
+    emu.publish_notify(
+        GATEWAY, message=n.TOPIC_NOT_ALLOWED, request="subscribe", topic="iot-2/bad", rc="x"
+    )
+
+    body = orjson.loads(gateway.next_message().payload)
+    assert "Type" not in body
+    assert "Id" not in body
+    assert (body["Request"], body["Topic"], body["RC"]) == ("subscribe", "iot-2/bad", "x")
+    with pytest.raises(ValueError, match="topic is required"):
+        emu.publish_notify(GATEWAY, message="x")
+    assert len(emu.notifies_sent) == 1
