@@ -439,3 +439,20 @@ async def test_scale_with_stx_etx_frames_among_noise(pty: PtyPair) -> None:
         assert counters["garbage_bytes"] == len(b"\x00\xff") + len(b"\r\nnoise") + len(
             b" 1.0 k\x02"
         )
+
+
+async def test_a_write_the_device_never_takes_fails_the_command_not_the_port(pty: PtyPair) -> None:
+    section = {
+        "port": pty.path,
+        "parser": "kv",
+        "write_timeout": 0.2,
+        "commands": {"flood": {"send": "X" * 1_000_000}, "ping": {"send": "P\r\n"}},
+    }
+    async with running(section) as (device, sink):
+        await sink.wait_for(lambda: online(sink))
+        # Nobody reads the instrument side: the pty fills up and the write stalls.
+        with pytest.raises(CommandFailed, match="write timed out"):
+            await device.execute(Command(DEVICE, "flood", "json", b"", None))
+        os.write(pty.master, b"a=1\n")  # reading still works
+        await sink.wait_for(lambda: sink.values() == [{"a": 1}])
+        assert sink.state is DeviceState.ONLINE
