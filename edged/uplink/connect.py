@@ -76,6 +76,9 @@ def open_connection(
         raise ConnectError(
             FailureKind.UNREACHABLE, _network_reason(exc, host, port, timeout)
         ) from exc
+    # paho writes each packet with its own send(); without this, Nagle holds a small packet
+    # (a command result, a PUBACK) until the broker ACKs the previous one.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if context is None:
         return sock
     try:

@@ -204,6 +204,7 @@ class Uplink:
             rejected=self._rejected,
             received=self._received,
             subscribe_packets=self._subscribe_packets,
+            subscribed=len(self._subs.held),
             last_error=self._last_error,
             retry_delay=self._retry_delay,
             suspected_takeover=self._policy.suspected_takeover,
@@ -449,6 +450,8 @@ class Uplink:
     def _connection_gone(self, ended: _Ended) -> None:
         """The connection is over (paho said so, or we closed it): settle waiters."""
         self._connected = False
+        self._subs.connection_lost()
+        self._sub_mids.clear()
         if self._connack is not None and not self._connack.done():
             self._connack.set_result(
                 ConnectError(
@@ -684,6 +687,7 @@ class Uplink:
         properties: Properties | None,
     ) -> None:
         batch = self._sub_mids.pop(mid, [])
+        self._subs.acknowledged(batch)
         for (topic_filter, _qos), reason in zip(batch, reasons, strict=False):
             if reason.is_failure and topic_filter not in self._refused_filters:
                 self._refused_filters.add(topic_filter)
@@ -711,12 +715,13 @@ class Uplink:
 
     def _apply_subscriptions(self) -> None:
         add, remove = self._subs.pending()
+        # UNSUBSCRIBE first: once a later SUBACK arrives, the broker has processed both.
+        for filters in batches(remove):
+            self._client.unsubscribe(filters)
         for batch in batches(add):
             rc, mid = self._client.subscribe(batch)
             if rc != _OK or mid is None:
-                self._subs.session_lost()  # retried after the next CONNACK
+                self._subs.connection_lost()  # retried after the next CONNACK
                 return
             self._sub_mids[mid] = batch
             self._subscribe_packets += 1
-        for filters in batches(remove):
-            self._client.unsubscribe(filters)

@@ -53,6 +53,8 @@ class UplinkStats:
     """Messages delivered to the gateway."""
     subscribe_packets: int
     """SUBSCRIBE packets sent."""
+    subscribed: int
+    """Topic filters the broker acknowledged (SUBACK) for the current session."""
     last_error: str
     """The latest connection problem in plain words ("" if none yet); never holds the token."""
     retry_delay: float

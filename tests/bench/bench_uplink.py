@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import shutil
 import statistics
 import subprocess
@@ -29,11 +30,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from edged.config import Secret  # noqa: E402
-from edged.uplink import Uplink, UplinkSettings  # noqa: E402
-from tests.support.broker import APP_USER, GATEWAY_USER, Broker, TestCA  # noqa: E402
+from edged.config import Secret
+from edged.uplink import Uplink, UplinkSettings
+from tests.support.broker import APP_USER, GATEWAY_USER, Broker, TestCA
 
 INFLIGHT = 100
+BARE = "bare paho (loop_start)"
 PAYLOAD = b'{"ts":1700000000.123,"d":{"temperature":21.5,"humidity":40.25,"status":"ok"}}'
 
 
@@ -59,15 +61,10 @@ class Counter:
     """mosquitto_sub in its own process, counting deliveries on one topic."""
 
     def __init__(self, broker: Broker, topic: str, expected: int) -> None:
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("mosquitto_sub") or "mosquitto_sub",
-                "-h", broker.host, "-p", str(broker.port), "-u", APP_USER, "-P", broker.app_password,
-                "-t", topic, "-q", "1", "-C", str(expected), "-W", "120",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+        command = [shutil.which("mosquitto_sub") or "mosquitto_sub", "-q", "1", "-W", "120"]
+        command += ["-h", broker.host, "-p", str(broker.port), "-t", topic, "-C", str(expected)]
+        command += ["-u", APP_USER, "-P", broker.app_password]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         time.sleep(0.2)  # let it subscribe
 
     def count(self, settle: float = 1.5) -> int:
@@ -98,12 +95,27 @@ def bare_paho(broker: Broker, topic: str, n: int, qos: int) -> tuple[float, floa
         client.loop_stop()
 
 
-def uplink(broker: Broker, topic: str, n: int, qos: int, *, on_publish: bool = False) -> tuple[float, float]:
+def uplink(
+    broker: Broker, topic: str, n: int, qos: int, *, on_publish: bool = False
+) -> tuple[float, float]:
     settings = UplinkSettings(
-        client_id="g:bench:gw:uplink", host=broker.host, port=broker.port, username=GATEWAY_USER,
-        password=Secret(broker.gateway_token), tls=False, ca_file=None, mqtt_version="3.1.1",
-        persistent_session=False, session_expiry=0, keepalive=60, connect_timeout=10,
-        reconnect_initial=0.5, reconnect_max=2, refused_initial=1, refused_max=2, max_inflight=INFLIGHT,
+        client_id="g:bench:gw:uplink",
+        host=broker.host,
+        port=broker.port,
+        username=GATEWAY_USER,
+        password=Secret(broker.gateway_token),
+        tls=False,
+        ca_file=None,
+        mqtt_version="3.1.1",
+        persistent_session=False,
+        session_expiry=0,
+        keepalive=60,
+        connect_timeout=10,
+        reconnect_initial=0.5,
+        reconnect_max=2,
+        refused_initial=1,
+        refused_max=2,
+        max_inflight=INFLIGHT,
     )
 
     async def main() -> tuple[float, float]:
@@ -152,14 +164,18 @@ def main() -> None:
             for round_no in range(args.rounds):
                 for qos in (0, 1):
                     variants: list[tuple[str, Callable[[str], tuple[float, float]]]] = [
-                        ("bare paho (loop_start)", lambda t, q=qos: bare_paho(broker, t, n, q)),
-                        ("Uplink", lambda t, q=qos: uplink(broker, t, n, q)),
-                        ("Uplink + on_publish", lambda t, q=qos: uplink(broker, t, n, q, on_publish=True)),
+                        (BARE, functools.partial(bare_paho, broker, n=n, qos=qos)),
+                        ("Uplink", functools.partial(uplink, broker, n=n, qos=qos)),
+                        (
+                            "Uplink + on_publish",
+                            functools.partial(uplink, broker, n=n, qos=qos, on_publish=True),
+                        ),
                     ]
                     if round_no % 2:
                         variants.reverse()
                     for index, (name, run) in enumerate(variants):
-                        results.append(measure(broker, name, qos, n, run, f"r{round_no}q{qos}v{index}"))
+                        tag = f"r{round_no}q{qos}v{index}"
+                        results.append(measure(broker, name, qos, n, run, tag))
         finally:
             broker.stop()
     report(results, n, args.rounds)
@@ -179,9 +195,11 @@ def report(results: list[Result], n: int, rounds: int) -> None:
             )
             for name in names
         }
-        base = medians["bare paho (loop_start)"][0]
+        base = medians[BARE][0]
         for name, (rate, cpu_us, delivered) in medians.items():
-            print(f"{name:<26}{qos:>4}{rate:>10.0f}{cpu_us:>12.1f}{delivered:>11}{rate / base:>8.2f}")
+            print(
+                f"{name:<26}{qos:>4}{rate:>10.0f}{cpu_us:>12.1f}{delivered:>11}{rate / base:>8.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -32,12 +32,18 @@ def command_topic(command: str = "reboot") -> str:
 
 def settings_for(broker: Broker, **overrides: Any) -> UplinkSettings:
     """Plain TCP to ``broker`` with short timings suited to tests."""
-    base = UplinkSettings(
+    base = settings_for_port(broker.port, token=broker.gateway_token)
+    return replace(base, **overrides)
+
+
+def settings_for_port(port: int, token: str = "token-for-tests") -> UplinkSettings:
+    """Plain TCP to ``127.0.0.1:port`` with short timings suited to tests."""
+    return UplinkSettings(
         client_id=CLIENT_ID,
-        host=broker.host,
-        port=broker.port,
+        host="127.0.0.1",
+        port=port,
         username=GATEWAY_USER,
-        password=Secret(broker.gateway_token),
+        password=Secret(token),
         tls=False,
         ca_file=None,
         mqtt_version="3.1.1",
@@ -52,17 +58,16 @@ def settings_for(broker: Broker, **overrides: Any) -> UplinkSettings:
         max_inflight=50,
         stable_after=2.0,
     )
-    return replace(base, **overrides)
 
 
 async def eventually(
-    predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
+    predicate: Callable[[], bool], within: float = 5.0, what: str = "condition"
 ) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``predicate`` until it holds; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.01)
 
 

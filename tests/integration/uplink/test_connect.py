@@ -157,7 +157,8 @@ async def test_wrong_token_is_reported_once_and_retried_slowly(
     async with running(uplink):
         await eventually(lambda: uplink.stats.attempts >= 3, what="three refused attempts")
         stats = uplink.stats
-        assert not stats.connected and stats.connects == 0
+        assert not stats.connected
+        assert stats.connects == 0
         assert "refused the gateway's token" in stats.last_error
         assert len(_records(caplog, logging.ERROR, "refused the gateway's token")) == 1
         await asyncio.sleep(1.0)  # a busy loop would show in the attempt count
