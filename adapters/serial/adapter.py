@@ -129,7 +129,7 @@ class SerialDevice(Adapter):
 
     A missing or failing port never ends :meth:`run`: the device is marked ``down`` and the
     port reopened with backoff. ``frame_hook`` (used by ``edged serial monitor``) sees every
-    frame before it is parsed.
+    frame as it is cut, replies included, before anything else happens to it.
     """
 
     def __init__(
@@ -372,6 +372,9 @@ class SerialDevice(Adapter):
         if not frames:
             return
         stats.frames += len(frames)
+        if self._frame_hook is not None:
+            for frame in frames:
+                self._frame_hook(frame)
         if self._waiter is not None:
             frames = self._offer_reply(self._waiter, frames)
             if not frames:
@@ -415,7 +418,6 @@ class SerialDevice(Adapter):
         assert sink is not None
         identity, default_event = self.identity, self.spec.event
         min_interval = self.config.min_interval
-        hook = self._frame_hook
         stats = self.stats
         while True:
             if not queue:
@@ -429,8 +431,6 @@ class SerialDevice(Adapter):
             if self._queued <= LOW_WATER and self._link is not None:
                 self._link.resume_reading()
             for frame in frames:
-                if hook is not None:
-                    hook(frame)
                 for parsed in self._parse_unsolicited(frame):
                     event = parsed.event or default_event
                     if min_interval and self._throttled(event, when, min_interval):

@@ -83,13 +83,23 @@ async def test_monitor_sends_queries(pty: PtyPair) -> None:
     instrument = QueryInstrument(pty.master)
     try:
         with monitor(
-            pty.path, "--parser", "kv", "--send", "MEAS?\\r\\n", "--every", "50ms", "--count", "2"
+            pty.path,
+            "--parser",
+            "kv",
+            "--send",
+            "MEAS?\\r\\n",
+            "--every",
+            "50ms",
+            "--count",
+            "2",
+            "--show-frames",
         ) as process:
             out, err = await finish(process)
     finally:
         instrument.stop()
     assert process.returncode == 0, err
     assert out.count('frame {"T":21.5,"H":40}') == 2
+    assert "< T=21.50 H=40" in out  # replies are shown raw too
     assert instrument.received[:2] == [b"MEAS?", b"MEAS?"]
 
 
