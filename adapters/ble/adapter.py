@@ -22,7 +22,12 @@ from typing import Any
 from edged.adapters.base import Adapter, AdapterContext, DeviceSpec, ReadingSink
 from edged.adapters.ble.advert import Advert, DecodeError
 from edged.adapters.ble.config import ControllerSettings, DeviceConfig, Settings
-from edged.adapters.ble.errors import BleUnavailableError, ControllerWedgedError, classify
+from edged.adapters.ble.errors import (
+    BleUnavailableError,
+    ControllerWedgedError,
+    classify,
+    describe,
+)
 from edged.adapters.ble.gatt import GattLink
 from edged.adapters.ble.healer import Action, Healer
 from edged.adapters.ble.matcher import Matcher
@@ -149,8 +154,8 @@ class BleController(Adapter):
             for kind in [kind for kind in target.problems.streaks if kind.startswith("advert ")]:
                 target.problems.ok(kind)
             target.values.update(decoded.values)
-        elif target.decoder.has_sources:
-            return  # an advert without the configured sections (e.g. another frame type)
+        elif target.decoder.has_sources or target.link is not None:
+            return  # nothing new: another frame type, or a GATT device's plain advert
         self._offer(target, advert.time, force=decoded is not None and decoded.event)
 
     def publish(self, target: Tracked, values: Mapping[str, JSONValue], now: float) -> None:
@@ -159,7 +164,10 @@ class BleController(Adapter):
         self._offer(target, now)
 
     def _offer(self, target: Tracked, now: float, *, force: bool = False) -> None:
-        values = target.gate.offer(target.snapshot(), now, force=force)
+        snapshot = target.snapshot()
+        if not snapshot:
+            return  # a presence-only device without rssi: its state says it all
+        values = target.gate.offer(snapshot, now, force=force)
         if values is not None:
             self._queue(target, values)
 
@@ -226,7 +234,7 @@ class BleController(Adapter):
         silent = now - max(self.scanner.last_advert, self._started)
         expecting = any(target.link is None or not target.link.connected for target in self.targets)
         if expecting and silent > self.settings.silence_timeout:
-            return f"no adverts at all for {silent:.0f} s"
+            return f"no adverts at all for {silent:.1f} s"
         if self._connect_streak >= self.settings.connect_failures:
             return f"{self._connect_streak} connection attempts in a row failed"
         return None
@@ -262,7 +270,9 @@ class BleController(Adapter):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - escalation follows if this did not help
-                self._note(logging.WARNING, "power-cycling %s failed: %s", self.controller, exc)
+                self._note(
+                    logging.WARNING, "power-cycling %s failed: %s", self.controller, describe(exc)
+                )
         await self._start_scanner()
 
     def _note(self, level: int, message: str, *args: Any) -> None:

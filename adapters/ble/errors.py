@@ -79,3 +79,12 @@ def classify(exc: BaseException, controller: str) -> BleUnavailableError | Scann
     return ScannerFailedError(
         f"starting discovery on {controller} failed: {dbus_error or type(exc).__name__}: {text}"
     )
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line account of ``exc`` for logs and state details (BlueZ's error name included)."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    dbus_error = getattr(exc, "dbus_error", None)
+    text = str(exc) or type(exc).__name__
+    return f"{dbus_error}: {text}" if dbus_error and dbus_error not in text else text

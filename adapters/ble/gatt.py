@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from edged.adapters.ble.config import CharacteristicConfig, GattCommandConfig, GattConfig
+from edged.adapters.ble.errors import describe
 from edged.adapters.ble.layout import Layout, LayoutError, encode
 from edged.adapters.ble.tracked import Tracked
 from edged.backoff import Backoff
@@ -102,18 +103,24 @@ class GattLink:
                     self.owner.connect_result(False)
                     delay = backoff.next_delay()
                     problems.fail(
-                        "connect", f"connect failed: {_describe(exc)}; retry in {delay:.1f} s"
+                        "connect", f"connect failed: {describe(exc)}; retry in {delay:.1f} s"
                     )
                     self.owner.set_state(
-                        self.target, DeviceState.OFFLINE, f"connect failed: {_describe(exc)}"
+                        self.target, DeviceState.OFFLINE, f"connect failed: {describe(exc)}"
                     )
                 else:
                     self.owner.connect_result(True)
                     problems.ok("connect")
+                    problems.ok("connection")
                     backoff.reset()
                     self.connects += 1
                     try:
                         await self._serve(client)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - any failure ends this connection
+                        if not self._lost.is_set():
+                            problems.fail("connection", f"connection failed: {describe(exc)}")
                     finally:
                         await self._close(client)
                     self.disconnects += 1
@@ -159,11 +166,14 @@ class GattLink:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the link is being dropped anyway
-            log.debug("%s: disconnect failed: %s", self.target.identity, exc)
+            log.debug("%s: disconnect failed: %s", self.target.identity, describe(exc))
 
     async def _serve(self, client: Any) -> None:
-        """Subscribe, then poll every ``poll`` until the link drops."""
-        self.owner.set_state(self.target, DeviceState.ONLINE, "connected")
+        """Subscribe, then poll every ``poll`` until the link drops.
+
+        bleak drops its service table when the link goes down, so any call here may raise once
+        the link is lost; the caller ends the connection then.
+        """
         readable: list[tuple[_Characteristic, Any]] = []
         for char in self._chars:
             handle = client.services.get_characteristic(char.config.uuid)
@@ -174,6 +184,7 @@ class GattLink:
                 await self._subscribe(client, char, handle)
             if char.config.read:
                 readable.append((char, handle))
+        self.owner.set_state(self.target, DeviceState.ONLINE, "connected")
         while not self._lost.is_set():
             if readable:
                 await self._poll(client, readable)
@@ -193,7 +204,7 @@ class GattLink:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported; reads may still work
-            self.target.problems.fail(char.kind, f"subscribing failed: {_describe(exc)}")
+            self.target.problems.fail(char.kind, f"subscribing failed: {describe(exc)}")
 
     async def _poll(self, client: Any, readable: list[tuple[_Characteristic, Any]]) -> None:
         values: dict[str, JSONValue] = {}
@@ -209,7 +220,7 @@ class GattLink:
             except Exception as exc:  # noqa: BLE001 - vanished characteristic, timeout, link loss
                 if self._lost.is_set():
                     return
-                self.target.problems.fail(char.kind, f"read failed: {_describe(exc)}")
+                self.target.problems.fail(char.kind, f"read failed: {describe(exc)}")
             else:
                 self.target.problems.ok(char.kind)
         if values:
@@ -248,7 +259,7 @@ class GattLink:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise CommandFailed(f"the device rejected the write: {_describe(exc)}") from exc
+            raise CommandFailed(f"the device rejected the write: {describe(exc)}") from exc
         return {"written": data.hex(), "response": spec.response}
 
 
@@ -266,11 +277,3 @@ def _encode_value(command: Command, spec: GattCommandConfig) -> bytes:
         return encode(value, spec)
     except LayoutError as exc:
         raise CommandRejected(str(exc)) from None
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    dbus_error = getattr(exc, "dbus_error", None)
-    text = str(exc) or type(exc).__name__
-    return f"{dbus_error}: {text}" if dbus_error and dbus_error not in text else text

@@ -61,7 +61,12 @@ def _scaled(spec: FieldSpec) -> Callable[[bytes, int], JSONValue]:
         return lambda data, offset: bool(read(data, offset) & mask)
     if spec.type in BYTES_OR_BOOL:
         return read
-    scale, add, decimals = spec.scale, spec.add, spec.decimals
+    scale, add = spec.scale, spec.add
+    # 1999 * 0.01 is 19.990000000000002: round to what scale and add can express unless the
+    # config says otherwise (float fields keep their precision).
+    decimals = spec.decimals
+    if decimals is None and spec.type not in FLOAT_TYPES and not (scale == 1.0 and add == 0.0):
+        decimals = max(_places(scale), _places(add))
     plain = scale == 1.0 and add == 0.0
     is_float = spec.type in FLOAT_TYPES
 
@@ -76,6 +81,12 @@ def _scaled(spec: FieldSpec) -> Callable[[bytes, int], JSONValue]:
 
 
 BYTES_OR_BOOL = ("string", "hex", "bool")
+
+
+def _places(number: float) -> int:
+    """Decimal places needed to write ``number`` exactly as a short decimal (at most 12)."""
+    text = f"{abs(number):.12f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edged.adapters.ble.advert import Advert
+from edged.adapters.ble.errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Scanner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - stopping a dead discovery fails in many ways
-            log.debug("stopping discovery on %s: %s", self.controller, exc)
+            log.debug("stopping discovery on %s: %s", self.controller, describe(exc))
 
     async def restart(self) -> None:
         """Stop and start again (a fresh discovery session often cures a stuck one)."""

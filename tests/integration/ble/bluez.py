@@ -85,8 +85,16 @@ class BluezMock:
                 stdout=subprocess.DEVNULL,
                 stderr=log,  # it warns that it cannot raise its fd limit when not root
             )
-        _wait_for(self.socket.exists, "dbus-daemon did not create its socket")
-        self._connection = dbus.bus.BusConnection(self.address)
+        _wait_for(self._connect, "dbus-daemon did not accept connections")
+
+    def _connect(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            self._connection = dbus.bus.BusConnection(self.address)
+        except dbus.exceptions.DBusException:  # bound but not listening yet
+            return False
+        return True
 
     def start_bluez(self, parameters: Mapping[str, Any] | None = None) -> None:
         """Start the mock 'bluetoothd' and wait until it owns org.bluez."""

@@ -14,7 +14,7 @@ Tests steer it through ``org.bluez.Mock`` methods on ``/``; faults they can inje
 * ``FailDiscovery(adapter, error, count)``: the next ``count`` StartDiscovery calls fail with
   ``error`` (count -1: until the adapter is powered off);
 * ``SilenceAdapter(adapter, until)``: discovery "runs" but no adverts arrive, until discovery is
-  restarted (``until="restart"``) or the adapter is power-cycled (``until="power"``);
+  restarted (``until="restart"``), the adapter is power-cycled (``until="power"``) or never;
 * ``SetConnectError`` / ``SetReadError`` / ``SetWriteError``: BlueZ errors for one object;
 * ``DisconnectDevice``: link loss from the peripheral side; ``RemoveGattCharacteristic``.
 
@@ -138,7 +138,8 @@ def _start_ticker() -> None:
 def _powered_off(adapter: Any) -> None:
     """What a real controller does when powered down: discovery stops and every fault clears."""
     adapter.stats["power_off"] += 1
-    adapter.silent = ""
+    if adapter.silent != "never":
+        adapter.silent = ""
     adapter.discovery_failures = ("", 0)
     for device in _devices_of(adapter):
         if device.connected:
@@ -249,10 +250,11 @@ def FailDiscovery(self: Any, name: str, error: str, count: int) -> None:
 
 @dbus.service.method(MOCK_IFACE, in_signature="ss", out_signature="")
 def SilenceAdapter(self: Any, name: str, until: str) -> None:
-    """Deliver no adverts until discovery restarts (``restart``) or a power cycle (``power``)."""
-    if until not in ("restart", "power"):
+    """Deliver no adverts until discovery restarts (``restart``), a power cycle (``power``),
+    or ever again (``never``: a dead radio)."""
+    if until not in ("restart", "power", "never"):
         raise dbus.exceptions.DBusException(
-            "until must be restart or power", name=MOCK_IFACE + ".Invalid"
+            "until must be restart, power or never", name=MOCK_IFACE + ".Invalid"
         )
     mockobject.objects[f"/org/bluez/{name}"].silent = until
 
