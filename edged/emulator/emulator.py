@@ -147,6 +147,7 @@ class PlatformEmulator:
         self._connected = False
         self._connect_error: str | None = None
         self._starting = False
+        self._network_thread: threading.Thread | None = None
         self._generation = 0  # bumped by clear(): running waits restart their scan
         self._publications: list[Publication] = []
         self._events: list[ReceivedEvent] = []
@@ -277,6 +278,7 @@ class PlatformEmulator:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._network_thread = threading.current_thread()
         if reason.is_failure:
             with self._cond:
                 starting = self._starting
@@ -482,8 +484,10 @@ class PlatformEmulator:
         """Call ``listener`` with every new record (events, DM exchanges, commands and notifies
         sent, violations) in order; returns a function that removes it.
 
-        Listeners run on the network thread (or the sending thread for sent records); an
-        exception in one is logged and ignored.
+        Listeners run on the network thread (or the sending thread for sent records), must not
+        send (that raises :class:`EmulatorError`), and an exception in one is logged and
+        ignored. Waits are woken again after listeners ran, so a :meth:`wait_for` predicate may
+        look at what a listener collected.
         """
         with self._cond:
             self._listeners.append(listener)
@@ -506,6 +510,9 @@ class PlatformEmulator:
                     listener(record)
                 except Exception:  # a broken listener must not stop the emulator
                     log.exception("emulator listener %r failed", listener)
+        if listeners:
+            with self._cond:  # wake waits whose predicates look at what listeners did
+                self._cond.notify_all()
 
     # -- what was recorded -----------------------------------------------------------------------
 
@@ -717,7 +724,10 @@ class PlatformEmulator:
 
     def _publish(self, topic: str, payload: bytes, qos: int, timeout: float = 10) -> None:
         """Publish and, for QoS > 0, block until the broker acknowledged it."""
-        info = self._require_client().publish(topic, payload, qos=qos, retain=False)
+        client = self._require_client()
+        if threading.current_thread() is self._network_thread:
+            raise EmulatorError("send from a listener: the acknowledgement could never arrive")
+        info = client.publish(topic, payload, qos=qos, retain=False)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise EmulatorError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
         try:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from edged import topics
-from edged.emulator import PlatformEmulator, ReceivedEvent, Record, Violation
+from edged.emulator import EmulatorError, PlatformEmulator, ReceivedEvent, Record, Violation
 from tests.integration.emulator.helpers import BOILER, PUMP, RawClient, event_body
 
 pytestmark = pytest.mark.integration
@@ -113,3 +113,23 @@ def test_listeners_see_records_in_order(emu: PlatformEmulator, gateway: RawClien
     assert isinstance(violation, Violation)
     assert violation[:2] == (topics.event_topic(BOILER, "reading"), "retain")
     assert len(seen) == 2
+
+
+def test_sending_from_a_listener_is_refused_not_deadlocked(
+    emu: PlatformEmulator, gateway: RawClient
+) -> None:
+    errors: list[Exception] = []
+    refused = threading.Event()
+
+    def send_back(record: Record) -> None:
+        if isinstance(record, ReceivedEvent):
+            try:
+                emu.send_command(record.device, "echo", {})
+            except EmulatorError as exc:
+                errors.append(exc)
+                refused.set()
+
+    emu.add_listener(send_back)
+    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1))
+    assert refused.wait(5)
+    assert "listener" in str(errors[0])
