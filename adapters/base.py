@@ -111,4 +111,3 @@ class Adapter(abc.ABC):
         :meth:`run` is running (from another task) and concurrently for different devices.
         """
         raise CommandUnsupported(f"{self.name} accepts no commands")
-

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from edged import registry, topics
+from edged import codec, registry, topics
 from edged.adapters.base import Adapter, AdapterContext
 from edged.bridge import Bridge
 from edged.config import Config
@@ -55,7 +55,9 @@ class Gateway:
         )
         for device in config.devices:
             if device.adapter in self._unavailable:
-                self.bridge.set_state(device.identity, DeviceState.DOWN, self._unavailable[device.adapter])
+                self.bridge.set_state(
+                    device.identity, DeviceState.DOWN, self._unavailable[device.adapter]
+                )
         self.bridge.gateway_commands.update(self._gateway_commands())
         self.supervisor = Supervisor(self.adapters, self.bridge)
         client_id = topics.gateway_client_id(config.platform.org, config.gateway)
@@ -80,7 +82,9 @@ class Gateway:
     def _subscriptions(self) -> list[tuple[str, int]]:
         gateway = self.config.gateway
         filters = [(topics.command_filter(gateway), 1), (topics.notify_topic(gateway), 1)]
-        filters.extend((topics.command_filter(device.identity), 1) for device in self.config.devices)
+        filters.extend(
+            (topics.command_filter(device.identity), 1) for device in self.config.devices
+        )
         return filters
 
     def _gateway_commands(self) -> dict[str, Callable[[Command], Mapping[str, JSONValue] | None]]:
@@ -113,8 +117,11 @@ class Gateway:
         where = f"{body.get('Type', '?')}/{body.get('Id', '?')}"
         log.warning(
             "platform refused a %s for %s: %s (RC %s, topic %s)",
-            body.get("Request", "request"), where, body.get("Message", "no message"),
-            body.get("RC", "?"), body.get("Topic", "?"),
+            body.get("Request", "request"),
+            where,
+            body.get("Message", "no message"),
+            body.get("RC", "?"),
+            body.get("Topic", "?"),
         )
 
     # -- status --------------------------------------------------------------------------------
@@ -135,18 +142,26 @@ class Gateway:
                 "inflight": stats.inflight,
                 "published": stats.published,
                 "acked": stats.acked,
-                "oversizeRefused": stats.refused_oversize + self.bridge.counters["oversize_refused"],
+                "oversizeRefused": stats.refused_oversize
+                + self.bridge.counters["oversize_refused"],
             },
             "counters": dict(self.bridge.counters),
             "adapters": {
-                name: {"failing": health.failing, "restarts": health.restarts, "lastError": health.last_error}
+                name: {
+                    "failing": health.failing,
+                    "restarts": health.restarts,
+                    "lastError": health.last_error,
+                }
                 for name, health in self.supervisor.health.items()
             }
-            | {name: {"failing": True, "restarts": 0, "lastError": why} for name, why in self._unavailable.items()},
+            | {
+                name: {"failing": True, "restarts": 0, "lastError": why}
+                for name, why in self._unavailable.items()
+            },
         }
 
     async def _publish_status(self) -> None:
-        body = orjson.dumps({"ts": time.time(), "d": self.status()})
+        body = codec.encode_event(self.status(), time.time())
         await self.bridge.publish_now(self.config.gateway, self.config.status.event, body, 1)
 
     async def _status_loop(self) -> None:
@@ -180,15 +195,22 @@ class Gateway:
                     group.create_task(self._status_loop(), name="status"),
                     group.create_task(self.notifier.watchdog(), name="watchdog"),
                 ]
-                self.notifier.notify("READY=1", f"STATUS=started with {len(self.bridge.states)} devices")
+                self.notifier.notify(
+                    "READY=1", f"STATUS=started with {len(self.bridge.states)} devices"
+                )
                 log.info(
                     "edged started: gateway %s, %d devices, broker %s:%d",
-                    self.config.gateway, len(self.bridge.states),
-                    self.config.platform.resolved_host, self.config.platform.resolved_port,
+                    self.config.gateway,
+                    len(self.bridge.states),
+                    self.config.platform.resolved_host,
+                    self.config.platform.resolved_port,
                 )
                 await self._stop.wait()
                 self.notifier.notify("STOPPING=1", "STATUS=stopping")
-                log.info("stopping: adapters first, then draining %d queued messages", self.bridge.queue.qsize())
+                log.info(
+                    "stopping: adapters first, then draining %d queued messages",
+                    self.bridge.queue.qsize(),
+                )
                 adapters.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await adapters
@@ -205,12 +227,15 @@ class Gateway:
             self.notifier.close()
         log.info("edged stopped")
 
-    async def _drain(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.bridge.queue.empty() and self.uplink.connected and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+    async def _drain(self, seconds: float) -> None:
+        """Give the forwarder up to ``seconds`` to hand every queued message to the uplink."""
+        if self.uplink.connected:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self.bridge.queue.join()
         if not self.bridge.queue.empty():
             log.warning(
                 "%d queued messages were not sent before shutdown (broker %s)",
-                self.bridge.queue.qsize(), "connected" if self.uplink.connected else "unreachable",
+                self.bridge.queue.qsize(),
+                "connected" if self.uplink.connected else "unreachable",
             )

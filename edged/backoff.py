@@ -37,7 +37,10 @@ class Backoff:
         base = min(self.maximum, self.initial * self.factor ** min(self._attempt, 64))
         self._attempt += 1
         spread = base * self.jitter
-        return min(self.maximum, max(self.initial * (1 - self.jitter), base + self.rng.uniform(-spread, spread)))
+        return min(
+            self.maximum,
+            max(self.initial * (1 - self.jitter), base + self.rng.uniform(-spread, spread)),
+        )
 
     def reset(self) -> None:
         """Start again from ``initial`` (after a success)."""

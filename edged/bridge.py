@@ -1,4 +1,4 @@
-"""The bridge: readings become events, commands reach the owning adapter, every command gets a result.
+"""The bridge: readings become events, commands reach their adapter, every command gets a result.
 
 The bridge owns the device table (which adapter runner owns which platform identity) and the
 device states. It is the adapters' :class:`~edged.adapters.base.ReadingSink`. Outgoing messages
@@ -132,11 +132,16 @@ class Bridge:
             log.error(
                 "refused to publish %d bytes on %s: the platform's limit is %d bytes "
                 "(further refusals for %s are counted in the status event)",
-                len(payload), topic, codec.MAX_PAYLOAD, device,
+                len(payload),
+                topic,
+                codec.MAX_PAYLOAD,
+                device,
             )
         return False
 
-    async def publish_now(self, device: DeviceIdentity, event: str, payload: bytes, qos: int) -> bool:
+    async def publish_now(
+        self, device: DeviceIdentity, event: str, payload: bytes, qos: int
+    ) -> bool:
         """Queue an event body that is already encoded; False when refused for size."""
         topic = topics.event_topic(device, event)
         if not self._fits(device, topic, payload):
@@ -153,6 +158,8 @@ class Bridge:
                 await publisher.publish(message.topic, message.payload, message.qos)
             except PayloadTooLarge:
                 self.counters["oversize_refused"] += 1
+            finally:
+                queue.task_done()
             self.counters["forwarded"] += 1
 
     # -- incoming ------------------------------------------------------------------------------
@@ -177,7 +184,9 @@ class Bridge:
             self._finish(CommandResult(command, CommandStatus.REJECTED, problem))
             return
         if len(self._command_tasks) >= MAX_CONCURRENT_COMMANDS:
-            self._finish(CommandResult(command, CommandStatus.FAILED, "too many commands in progress"))
+            self._finish(
+                CommandResult(command, CommandStatus.FAILED, "too many commands in progress")
+            )
             return
         task = asyncio.get_running_loop().create_task(
             self._run_command(command), name=f"command:{command.device}:{command.name}"
@@ -200,7 +209,7 @@ class Bridge:
             result = CommandResult(
                 command, CommandStatus.TIMEOUT, f"no outcome within {self.command_timeout:g} s"
             )
-        except Exception as exc:  # noqa: BLE001 - an adapter bug must still answer the command
+        except Exception as exc:
             log.exception("command %s for %s raised unexpectedly", command.name, command.device)
             result = CommandResult(command, CommandStatus.FAILED, f"internal error: {exc}")
         self._finish(result)
@@ -210,7 +219,9 @@ class Bridge:
             handler = self.gateway_commands.get(command.name)
             if handler is None:
                 known = ", ".join(sorted(self.gateway_commands)) or "none"
-                raise CommandUnsupported(f"unknown gateway command {command.name!r}; known: {known}")
+                raise CommandUnsupported(
+                    f"unknown gateway command {command.name!r}; known: {known}"
+                )
             return handler(command)
         adapter = self.owners.get(command.device)
         if adapter is None:
@@ -224,7 +235,10 @@ class Bridge:
         if result.status is not CommandStatus.OK:
             log.info(
                 "command %s for %s: %s: %s",
-                result.command.name, result.command.device, result.status.value, result.error,
+                result.command.name,
+                result.command.device,
+                result.status.value,
+                result.error,
             )
         payload = codec.encode_command_result(result, time.time())
         topic = topics.event_topic(result.command.device, self.result_event)
@@ -235,8 +249,8 @@ class Bridge:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
             task = asyncio.get_running_loop().create_task(self.queue.put(message))
-            self._command_tasks.add(task)  # type: ignore[arg-type]
-            task.add_done_callback(self._command_tasks.discard)  # type: ignore[arg-type]
+            self._command_tasks.add(task)
+            task.add_done_callback(self._command_tasks.discard)
 
     async def cancel_commands(self) -> None:
         """Cancel commands still in progress (shutdown)."""

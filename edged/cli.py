@@ -1,4 +1,4 @@
-"""The ``edged`` command line: run the daemon, check a config, the demo, the emulator, field tools."""
+"""The ``edged`` command line: the daemon, config checks, the demo, the emulator, field tools."""
 
 from __future__ import annotations
 
@@ -75,19 +75,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the gateway daemon")
-    run.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level")
+    run.add_argument(
+        "--config", "-c", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
+    )
+    run.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level"
+    )
     run.set_defaults(func=_run)
 
-    check = sub.add_parser("check-config", help="validate a config file; exit 78 listing every problem")
+    check = sub.add_parser(
+        "check-config", help="validate a config file; exit 78 listing every problem"
+    )
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     check.set_defaults(func=_check_config)
 
-    demo = sub.add_parser("demo", help="run a local broker, the platform emulator and the daemon on config/demo.yaml")
-    demo.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    demo = sub.add_parser(
+        "demo", help="run a local broker, the platform emulator and the daemon on config/demo.yaml"
+    )
+    demo.add_argument(
+        "--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)"
+    )
     demo.set_defaults(func=_demo)
 
-    tool_modules = ["edged.emulator.cli", *(f"edged.adapters.{name}.cli" for name in registry.BUILTIN_ADAPTERS)]
+    tool_modules = [
+        "edged.emulator.cli",
+        *(f"edged.adapters.{name}.cli" for name in registry.BUILTIN_ADAPTERS),
+    ]
     for module_name in tool_modules:
         try:
             module = importlib.import_module(module_name)

@@ -9,6 +9,7 @@ events and DM messages and read only commands, notify and DM requests, as the pl
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -50,17 +51,59 @@ class LocalCA:
             subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
         for name in ("ca", "other-ca"):
-            run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3", "-subj",
-                f"/CN=edged {name}", "-keyout", f"{name}.key", "-out", f"{name}.crt")
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
-            "server.key", "-out", "server.csr")
+            run(
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "3",
+                "-subj",
+                f"/CN=edged {name}",
+                "-keyout",
+                f"{name}.key",
+                "-out",
+                f"{name}.crt",
+            )
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        )
         (directory / "san.ext").write_text(
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
         )
-        run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "3", "-extfile", "san.ext", "-out", "server.crt")
-        return cls(directory / "ca.crt", directory / "server.crt", directory / "server.key",
-                   directory / "other-ca.crt")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        )
+        return cls(
+            directory / "ca.crt",
+            directory / "server.crt",
+            directory / "server.key",
+            directory / "other-ca.crt",
+        )
 
 
 @dataclass
@@ -69,8 +112,8 @@ class Broker:
 
     workdir: Path
     ca: LocalCA
-    gateway_token: str = "gw-secret-token-0001"
-    app_password: str = "app-secret-0001"
+    gateway_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    app_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
     extra_listeners: tuple[int, ...] = ()
@@ -83,8 +126,11 @@ class Broker:
         passwd = self.workdir / "passwd"
         passwd.write_text("")
         for user, password in ((GATEWAY_USER, self.gateway_token), (APP_USER, self.app_password)):
-            subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(passwd), user, password],
+                check=True,
+                capture_output=True,
+            )
         (self.workdir / "acl").write_text(_ACL)
         lines = [
             "per_listener_settings false",

@@ -20,7 +20,7 @@ from edged.model import DeviceState
 log = logging.getLogger(__name__)
 
 HEALTHY_AFTER = 30.0
-"""Seconds an adapter must run without failing before its backoff resets and it counts as recovered."""
+"""Seconds an adapter must run without failing to count as recovered (and reset its backoff)."""
 
 
 @dataclass
@@ -44,7 +44,9 @@ class Supervisor:
         sink: ReadingSink,
         *,
         backoff_factory: Callable[[], Backoff] = lambda: Backoff(initial=1.0, maximum=60.0),
-        permanent_backoff_factory: Callable[[], Backoff] = lambda: Backoff(initial=30.0, maximum=600.0),
+        permanent_backoff_factory: Callable[[], Backoff] = lambda: Backoff(
+            initial=30.0, maximum=600.0
+        ),
         healthy_after: float = HEALTHY_AFTER,
     ) -> None:
         self.adapters = list(adapters)
@@ -90,14 +92,16 @@ class Supervisor:
             if not health.failing:
                 health.failing = True
                 log.error(
-                    "adapter %s failed: %s; restarting in %.1f s (further failures logged at DEBUG)",
+                    "adapter %s failed: %s; restarting in %.1f s (repeats logged at DEBUG)",
                     adapter.name,
                     error,
                     delay,
                     exc_info=None if known else error,
                 )
             else:
-                log.debug("adapter %s failed again: %s; retry in %.1f s", adapter.name, error, delay)
+                log.debug(
+                    "adapter %s failed again: %s; retry in %.1f s", adapter.name, error, delay
+                )
             self._mark_devices(adapter, DeviceState.DOWN, str(error))
             await asyncio.sleep(delay)
             self._mark_devices(adapter, DeviceState.STARTING, "restarting")

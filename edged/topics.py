@@ -104,7 +104,7 @@ class NotifyTopic:
 
 @dataclass(frozen=True, slots=True)
 class DMTopic:
-    """A parsed device-management topic; ``to_device`` is True for ``iotdm-1`` (platform→gateway)."""
+    """A parsed DM topic; ``to_device`` is True for ``iotdm-1`` (platform to gateway)."""
 
     device: DeviceIdentity
     suffix: str
@@ -112,6 +112,22 @@ class DMTopic:
 
 
 ParsedTopic = EventTopic | CommandTopic | NotifyTopic | DMTopic
+
+
+def _parse_iot2(device: DeviceIdentity, rest: list[str]) -> ParsedTopic | None:
+    if rest == ["notify"]:
+        return NotifyTopic(device)
+    if (
+        len(rest) != 4
+        or rest[2] != "fmt"
+        or not (is_valid_name(rest[1]) and is_valid_name(rest[3]))
+    ):
+        return None
+    if rest[0] == "evt":
+        return EventTopic(device, rest[1], rest[3])
+    if rest[0] == "cmd":
+        return CommandTopic(device, rest[1], rest[3])
+    return None
 
 
 def parse(topic: str) -> ParsedTopic | None:
@@ -125,14 +141,7 @@ def parse(topic: str) -> ParsedTopic | None:
     device = DeviceIdentity(type_id, device_id)
     root, rest = levels[0], levels[5:]
     if root == "iot-2":
-        if rest == ["notify"]:
-            return NotifyTopic(device)
-        if len(rest) == 4 and rest[2] == "fmt" and is_valid_name(rest[1]) and is_valid_name(rest[3]):
-            if rest[0] == "evt":
-                return EventTopic(device, rest[1], rest[3])
-            if rest[0] == "cmd":
-                return CommandTopic(device, rest[1], rest[3])
-        return None
+        return _parse_iot2(device, rest)
     if root in ("iotdm-1", "iotdevice-1") and rest and all(rest):
         return DMTopic(device, "/".join(rest), to_device=root == "iotdm-1")
     return None

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.broker import Broker, TestCA
+from edged.emulator import PlatformEmulator
+from tests.support.broker import APP_USER, Broker, TestCA
+from tests.support.daemon import ORG
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +65,16 @@ def leak_check() -> Iterator[None]:
         problems.append(f"{leaked_fds} file descriptors left open")
     if problems:
         pytest.fail("leak check: " + "; ".join(problems))
+
+
+@pytest.fixture
+def emulator(broker: Broker) -> Iterator[PlatformEmulator]:
+    """The platform emulator connected to ``broker`` as the application user."""
+    instance = PlatformEmulator(
+        broker.host, broker.port, ORG, username=APP_USER, password=broker.app_password
+    )
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()

@@ -29,7 +29,7 @@ from edged.config.yamlsource import YamlDocument, format_loc, load_yaml
 from edged.errors import ConfigError
 from edged.model import DeviceIdentity
 
-__all__ = ["Config", "ConfiguredDevice", "Secret", "load_config", "format_loc"]
+__all__ = ["Config", "ConfiguredDevice", "Secret", "format_loc", "load_config"]
 
 
 class Secret:
@@ -62,7 +62,9 @@ class ConfiguredDevice:
 
     def spec(self) -> DeviceSpec[Any]:
         """The view handed to the adapter plugin."""
-        return DeviceSpec(identity=self.identity, section=self.section, event=self.event, loc=self.loc)
+        return DeviceSpec(
+            identity=self.identity, section=self.section, event=self.event, loc=self.loc
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,9 @@ def _read_token(platform: PlatformConfig, doc: YamlDocument, problems: list[str]
                 token = handle.read().strip()
         except OSError as exc:
             problems.append(
-                doc.problem(("platform", "token_file"), f"cannot read the token file: {exc.strerror}")
+                doc.problem(
+                    ("platform", "token_file"), f"cannot read the token file: {exc.strerror}"
+                )
             )
             return Secret("")
         if not token:
@@ -178,13 +182,18 @@ def _load_devices(
         common = _validate(doc, DeviceCommonConfig, common_raw, loc, problems)
         section = None
         if schema is not None:
-            section = _validate(doc, schema.device_model, raw.get(adapter) or {}, (*loc, adapter), problems)
+            section = _validate(
+                doc, schema.device_model, raw.get(schema.name) or {}, (*loc, schema.name), problems
+            )
         if common is None:
             continue
         identity = DeviceIdentity(common.type, common.id)
         if identity in seen:
             problems.append(
-                doc.problem((*loc, "id"), f"device {identity} is already defined at {format_loc(seen[identity])}")
+                doc.problem(
+                    (*loc, "id"),
+                    f"device {identity} is already defined at {format_loc(seen[identity])}",
+                )
             )
             continue
         seen[identity] = loc
@@ -216,7 +225,9 @@ def _load_adapter_settings(
         settings[name] = model
         if schema.cross_check is not None:
             mine = [(d.loc, d.section) for d in devices if d.adapter == name]
-            problems.extend(doc.problem(where, message) for where, message in schema.cross_check(mine, model))
+            problems.extend(
+                doc.problem(where, message) for where, message in schema.cross_check(mine, model)
+            )
     return settings
 
 
@@ -239,7 +250,10 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
     if top is not None:
         gateway = DeviceIdentity(top.platform.gateway.type, top.platform.gateway.id)
         problems.extend(
-            doc.problem((*device.loc, "id"), "this is the gateway's own identity; attached devices need their own")
+            doc.problem(
+                (*device.loc, "id"),
+                "this is the gateway's own identity; attached devices need their own",
+            )
             for device in devices
             if device.identity == gateway
         )
@@ -265,7 +279,9 @@ def load_config(path: str) -> Config:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as exc:
-        raise ConfigError([f"{path}:1: (file): cannot read the config file: {exc.strerror}"]) from exc
+        raise ConfigError(
+            [f"{path}:1: (file): cannot read the config file: {exc.strerror}"]
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}:1: (file): the config file is not UTF-8 text"]) from exc
     return load_config_text(text, path)

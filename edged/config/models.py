@@ -40,7 +40,8 @@ class ReconnectConfig(StrictModel):
 
 
 def _mqtt_version(value: object) -> object:
-    return {5: "5", 3.1: "3.1.1", 311: "3.1.1", "5.0": "5"}.get(value, value)  # type: ignore[call-overload]
+    aliases: dict[object, object] = {5: "5", 311: "3.1.1", "5.0": "5"}
+    return aliases.get(value, value)
 
 
 class PlatformConfig(StrictModel):
@@ -54,7 +55,7 @@ class PlatformConfig(StrictModel):
     ca_file: str | None = None
     gateway: GatewayIdentityConfig
     token_file: str | None = None
-    token_env: str = "EDGED_TOKEN"
+    token_env: str = "EDGED_TOKEN"  # noqa: S105 - the variable's name, not a secret
     mqtt_version: Annotated[Literal["3.1.1", "5"], BeforeValidator(_mqtt_version)] = "3.1.1"
     persistent_session: bool = True
     session_expiry: Duration = 86400.0

@@ -6,6 +6,7 @@ import ssl
 import threading
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.broker import APP_USER, GATEWAY_USER, Broker
 
@@ -14,11 +15,13 @@ def _connect_rc(broker: Broker, username: str, password: str, *, tls: bool = Fal
     done = threading.Event()
     result: list[int] = []
 
-    def on_connect(client: mqtt.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+    def on_connect(
+        client: mqtt.Client, userdata: object, flags: object, rc: object, props: object
+    ) -> None:
         result.append(int(getattr(rc, "value", rc)))  # type: ignore[call-overload]
         done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe")
     client.username_pw_set(username, password)
     client.on_connect = on_connect
     if tls:

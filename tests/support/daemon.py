@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ ORG = "testorg"
 def write_config(
     directory: Path,
     broker: Broker,
-    devices: list[Mapping[str, Any]],
+    devices: Sequence[Mapping[str, Any]],
     *,
     tls: bool = False,
     token: str | None = None,

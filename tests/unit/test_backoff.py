@@ -34,7 +34,9 @@ def test_never_busy_loops_after_many_attempts() -> None:
         assert backoff.next_delay() >= 0.4
 
 
-@pytest.mark.parametrize("kwargs", [{"initial": 0}, {"initial": 5, "maximum": 1}, {"jitter": 1.0}, {"factor": 0.5}])
+@pytest.mark.parametrize(
+    "kwargs", [{"initial": 0}, {"initial": 5, "maximum": 1}, {"jitter": 1.0}, {"factor": 0.5}]
+)
 def test_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Backoff(**kwargs)  # type: ignore[arg-type]

@@ -20,7 +20,9 @@ DEV = DeviceIdentity("sim", "s-1")
 
 
 def _bridge(**kwargs: object) -> tuple[Bridge, SimulatedDevice]:
-    section = DeviceConfig.model_validate({"values": {"t": {"kind": "constant", "min": 5}}, "command_delay": 0})
+    section = DeviceConfig.model_validate(
+        {"values": {"t": {"kind": "constant", "min": 5}}, "command_delay": 0}
+    )
     device = SimulatedDevice(DeviceSpec(DEV, section, "reading", ("devices", 0)))
     bridge = Bridge(GW, [device], **kwargs)  # type: ignore[arg-type]
     bridge.gateway_commands["ping"] = lambda command: {"pong": True}

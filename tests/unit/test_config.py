@@ -75,10 +75,21 @@ devices:
     problems = _problems(text)
     assert "edged.yaml:5: platform.port: Input should be less than or equal to 65535" in problems
     assert "edged.yaml:6: platform.colour: unknown key" in problems
-    assert any(p.startswith("edged.yaml:12: devices[0].simulated.interval: expected a duration") for p in problems)
-    assert any(p.startswith("edged.yaml:14: devices[1].id: device sim/s1 is already defined") for p in problems)
-    assert any(p.startswith("edged.yaml:18: devices[2].id: must be 1-36 characters") for p in problems)
-    assert any(p.startswith("edged.yaml:18: devices[2].adapter: unknown adapter 'warp-drive'") for p in problems)
+    assert any(
+        p.startswith("edged.yaml:12: devices[0].simulated.interval: expected a duration")
+        for p in problems
+    )
+    assert any(
+        p.startswith("edged.yaml:14: devices[1].id: device sim/s1 is already defined")
+        for p in problems
+    )
+    assert any(
+        p.startswith("edged.yaml:18: devices[2].id: must be 1-36 characters") for p in problems
+    )
+    assert any(
+        p.startswith("edged.yaml:18: devices[2].adapter: unknown adapter 'warp-drive'")
+        for p in problems
+    )
     assert any(p.startswith("edged.yaml:22: devices[3].simulated: give values") for p in problems)
     assert "edged.yaml:23: devices[3].stray: unknown key" in problems
 
@@ -107,7 +118,9 @@ def test_token_and_ca_file_problems(tmp_path: Path) -> None:
 def test_missing_token_env_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EDGED_TOKEN", raising=False)
     problems = _problems("platform:\n  org: abc123\n  gateway: {type: gw, id: g}\n")
-    assert problems == ["edged.yaml:1: platform: no token: set token_file, or the environment variable EDGED_TOKEN"]
+    assert problems == [
+        "edged.yaml:1: platform: no token: set token_file, or the environment variable EDGED_TOKEN"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -116,7 +129,10 @@ def test_missing_token_env_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None
         ("platform: [1, 2\n", "edged.yaml:2: (yaml):"),
         ("a: 1\na: 2\n", "edged.yaml:2: a: duplicate key"),
         ("- 1\n- 2\n", "edged.yaml:1: (top level): the config must be a mapping"),
-        ("devices: {}\nplatform: {org: o, gateway: {type: t, id: i}, token_env: X}\n", "edged.yaml:1: devices: must be a list"),
+        (
+            "devices: {}\nplatform: {org: o, gateway: {type: t, id: i}, token_env: X}\n",
+            "edged.yaml:1: devices: must be a list",
+        ),
     ],
 )
 def test_malformed_documents(text: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,7 +147,9 @@ def test_secret_never_shows() -> None:
 
 
 def _example_configs() -> list[Path]:
-    return sorted([REPO / "config" / "edged.example.yaml", *(REPO / "config" / "examples").glob("*.yaml")])
+    return sorted(
+        [REPO / "config" / "edged.example.yaml", *(REPO / "config" / "examples").glob("*.yaml")]
+    )
 
 
 @pytest.mark.parametrize("path", _example_configs(), ids=lambda p: p.name)
@@ -146,10 +164,17 @@ def test_shipped_example_configs_are_valid(path: Path, tmp_path: Path) -> None:
 
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("platform:\n  org: abc123\n  gateway: {type: gw, id: g}\n  token_env: NOPE_UNSET\n  bogus: 1\n")
+    bad.write_text(
+        "platform:\n  org: abc123\n  gateway: {type: gw, id: g}\n"
+        "  token_env: NOPE_UNSET\n  bogus: 1\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "NOPE_UNSET"}
     result = subprocess.run(
-        [sys.executable, "-m", "edged", "check-config", str(bad)], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", "edged", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert result.returncode == 78
     assert f"{bad}:5: platform.bogus: unknown key" in result.stderr
@@ -157,7 +182,10 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     good.write_text(GOOD)
     result = subprocess.run(
         [sys.executable, "-m", "edged", "check-config", str(good)],
-        capture_output=True, text=True, env={**env, "EDGED_TEST_TOKEN": "zzzz-token"}, check=False,
+        capture_output=True,
+        text=True,
+        env={**env, "EDGED_TEST_TOKEN": "zzzz-token"},
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "1 device(s)" in result.stdout
@@ -167,7 +195,7 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
 def test_demo_config_is_valid(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("demo\n")
-    text = (REPO / "config" / "demo.yaml").read_text() + f"\n"
+    text = (REPO / "config" / "demo.yaml").read_text() + "\n"
     text = text.replace("  tls: true\n", f"  tls: true\n  token_file: {token}\n")
     config = load_config(_write(tmp_path / "demo.yaml", text))
     assert len(config.devices) >= 3

@@ -25,7 +25,13 @@ async def test_watchdog_pings_at_half_the_interval() -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind("\0" + name)
         server.setblocking(False)
-        notifier = Notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "100000", "WATCHDOG_PID": str(os.getpid())})
+        notifier = Notifier(
+            {
+                "NOTIFY_SOCKET": "@" + name,
+                "WATCHDOG_USEC": "100000",
+                "WATCHDOG_PID": str(os.getpid()),
+            }
+        )
         assert notifier.watchdog_interval == 0.05
         task = asyncio.create_task(notifier.watchdog())
         await asyncio.sleep(0.18)

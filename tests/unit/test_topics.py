@@ -26,7 +26,9 @@ def test_notify_and_dm_topics() -> None:
     gw = DeviceIdentity("gw", "g1")
     assert topics.parse(topics.notify_topic(gw)) == topics.NotifyTopic(gw)
     request = topics.dm_platform_topic(DEV, "mgmt/initiate/device/reboot")
-    assert topics.parse(request) == topics.DMTopic(DEV, "mgmt/initiate/device/reboot", to_device=True)
+    assert topics.parse(request) == topics.DMTopic(
+        DEV, "mgmt/initiate/device/reboot", to_device=True
+    )
     response = topics.dm_device_topic(DEV, "response")
     assert topics.parse(response) == topics.DMTopic(DEV, "response", to_device=False)
     assert topics.dm_request_filter(DEV) == "iotdm-1/type/boiler/id/b-1/#"
