@@ -15,12 +15,12 @@ from edged.errors import CommandFailed, CommandRejected, CommandUnsupported, Tra
 from edged.model import Command, DeviceState, JSONValue, Reading
 
 
-def _signal(name: str, signal: SignalConfig, step: int, now: float, rng: random.Random) -> float:
+def _signal(signal: SignalConfig, step: int, now: float, rng: random.Random) -> float | int:
     span = signal.max - signal.min
+    if signal.kind == "counter":
+        return int(signal.min) + (step % (int(span) + 1) if span >= 1 else 0)
     if signal.kind == "constant":
         value = signal.min
-    elif signal.kind == "counter":
-        value = signal.min + (step % (int(span) + 1) if span >= 1 else 0)
     elif signal.kind == "sine":
         value = signal.min + span * (0.5 + 0.5 * math.sin(2 * math.pi * now / signal.period))
     else:
@@ -44,7 +44,7 @@ class SimulatedDevice(Adapter):
         if cfg.script:
             values.update(cfg.script[step % len(cfg.script)])
         for name, signal in cfg.values.items():
-            values[name] = _signal(name, signal, step, now, self._rng)
+            values[name] = _signal(signal, step, now, self._rng)
         values.update(self.overrides)
         return values
 
