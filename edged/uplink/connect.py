@@ -155,6 +155,8 @@ class ThreadCall(Generic[T]):
         loop = asyncio.get_running_loop()
         self.result: asyncio.Future[T] = loop.create_future()
         self._done = asyncio.Event()
+        self._taken = False
+        self._discard = discard
 
         def deliver(outcome: T | None, error: BaseException | None) -> None:
             self._done.set()
@@ -183,6 +185,20 @@ class ThreadCall(Generic[T]):
 
         self._thread = threading.Thread(target=target, name=name, daemon=True)
         self._thread.start()
+
+    def take(self) -> T:
+        """The result (raising the call's exception); from now on the caller owns it."""
+        value = self.result.result()
+        self._taken = True
+        return value
+
+    def abandon(self) -> None:
+        """Nobody will take the result: cancel it, or discard it if it already arrived."""
+        if not self.result.done():
+            self.result.cancel()  # deliver() discards what the thread still produces
+        elif not (self._taken or self.result.cancelled() or self.result.exception()):
+            self._taken = True
+            self._discard(self.result.result())
 
     async def finished(self, within: float) -> bool:
         """Wait (at most ``within`` seconds) until the thread is done; True when it is."""

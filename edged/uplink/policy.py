@@ -80,7 +80,7 @@ class ReconnectPolicy:
         self._quick_drops = 0  # the takeover pattern is a run of *successful* connects
         slow = failure.kind in _SLOW_KINDS
         delay = (self._slow if slow else self._normal).next_delay()
-        key = failure.kind.value
+        key = f"{failure.kind.value}: {failure.message}"  # a different problem is news
         level = logging.WARNING if failure.kind in _WARNING_KINDS else logging.ERROR
         return self._report(key, level, f"{failure.message}; retrying in {delay:.1f} s", delay)
 

@@ -3,8 +3,8 @@
 Threading: every paho call and every paho callback runs on the event loop thread. The only
 blocking step, opening the connection (DNS, TCP, TLS handshake), runs in a short-lived thread
 that returns a connected socket (:mod:`edged.uplink.connect`); paho then only writes CONNECT.
-The socket is watched with ``add_reader`` / ``add_writer`` and a one-second ``loop_misc``
-timer keeps the keepalive.
+:mod:`edged.uplink.driver` watches the socket with ``add_reader`` / ``add_writer`` and runs
+paho's ``loop_misc`` every second for the keepalive.
 
 Flow control: :meth:`Uplink.publish` hands a message to paho and returns. It waits while the
 session is down and while ``max_inflight`` QoS 1 messages await PUBACK. paho keeps every QoS 1
@@ -20,7 +20,6 @@ import contextlib
 import functools
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.errors import PayloadTooLarge
 from edged.uplink.connect import ConnectError, FailureKind, ThreadCall, open_connection
+from edged.uplink.driver import LoopDriver
 from edged.uplink.pahoclient import LoopClient
 from edged.uplink.policy import ReconnectPolicy, Step
 from edged.uplink.reasons import SESSION_TAKEN_OVER, refusal
@@ -43,16 +43,11 @@ from edged.uplink.subscriptions import Subscriptions, batches
 
 log = logging.getLogger("edged.uplink")
 
-MISC_INTERVAL = 1.0
-"""Seconds between paho ``loop_misc`` calls (keepalive pings and their timeout)."""
 CONNECT_THREAD_GRACE = 2.0
 """How long shutdown waits for a connect thread still blocked in DNS/TCP/TLS."""
 _OK = MQTTErrorCode.MQTT_ERR_SUCCESS
 _NO_CONN = MQTTErrorCode.MQTT_ERR_NO_CONN
 _MAX_SESSION_EXPIRY = 0xFFFFFFFF
-# Linux delays ACKs by up to 40 ms; a broker without TCP_NODELAY (mosquitto's default) then holds
-# back PUBACKs and commands until that ACK arrives. Quick ACKs must be re-armed after each read.
-_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 @dataclass(frozen=True)
@@ -90,6 +85,13 @@ class Uplink:
         self._v5 = settings.mqtt_version == "5"
         self._client = self._make_client()
         self._unacked = self._client.awaiting_ack
+        self._driver = LoopDriver(
+            self._client,
+            after_read=self._after_read,
+            drained=self._wake,  # flush() waits for the write buffer to drain
+            failed=self._io_failed,
+            force_close=self._client.force_close,
+        )
         self._subs = Subscriptions()
         self._policy = ReconnectPolicy(
             client_id=settings.client_id,
@@ -103,7 +105,6 @@ class Uplink:
         self._state = UplinkState.IDLE
         self._connected = False
         self._window = settings.max_inflight
-        self._low_water = self._window - 1
         # Waiters (publish, flush, wait_connected) sleep on the current event; _wake() swaps in
         # a fresh one and sets the old one, so no wake-up is lost between check and wait.
         self._progress = asyncio.Event()
@@ -113,10 +114,6 @@ class Uplink:
         self._running = False
         self._closing = False
         self._disconnect_requested = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sock: Any = None
-        self._tls_sock = False
-        self._misc_handle: asyncio.TimerHandle | None = None
         self._connect_call: ThreadCall[socket.socket] | None = None
         self._connack: asyncio.Future[ConnectError | None] | None = None
         self._ended: asyncio.Future[_Ended] | None = None
@@ -157,10 +154,6 @@ class Uplink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_paho_message
         client.on_subscribe = self._on_subscribe
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_register_write
-        client.on_socket_unregister_write = self._on_unregister_write
         if self._v5:
             # Only MQTT 5 PUBACKs carry a reason worth reading; for QoS 0 this callback costs CPU.
             client.on_publish = self._on_publish
@@ -257,7 +250,7 @@ class Uplink:
         """Wait (at most ``timeout`` s) until no QoS 1 message awaits PUBACK and everything
         handed over is written to the socket; True when that is so."""
         deadline = time.monotonic() + timeout
-        while self._unacked or (self._sock is not None and self._client.want_write()):
+        while self._unacked or (self._driver.sock is not None and self._client.want_write()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -291,7 +284,7 @@ class Uplink:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(remaining):
                             await asyncio.shield(ended)  # run() awaits it too
-                if self._sock is not None:
+                if self._driver.sock is not None:
                     self._client.force_close()
                     self._connection_gone(
                         _Ended(self._lifetime(), "closed by the gateway", by_us=True)
@@ -308,14 +301,14 @@ class Uplink:
             return
         self._running = True
         self._finished.clear()
-        self._loop = asyncio.get_running_loop()
+        self._driver.bind(asyncio.get_running_loop())
         try:
             while not self._stop.is_set():
                 try:
                     step = await self._attempt()
                 except Exception as exc:  # the session must outlive any bug
                     log.exception("unexpected error in the MQTT session; reconnecting")
-                    if self._sock is not None:
+                    if self._driver.sock is not None:
                         self._client.force_close()
                     self._connected = False
                     step = self._policy.attempt_failed(
@@ -364,11 +357,9 @@ class Uplink:
         finally:
             stop.cancel()
         if not call.result.done():
-            call.result.cancel()  # the thread closes the socket it may still produce
-            return None
-        self._connect_call = None
+            return None  # teardown abandons the call; the thread closes what it produces
         try:
-            sock = call.result.result()
+            sock = call.take()
         except ConnectError as failure:
             return self._policy_failed(failure)
         except (OSError, ValueError) as exc:  # e.g. a host name the IDNA codec rejects
@@ -465,21 +456,18 @@ class Uplink:
         self._wake()
 
     async def _teardown(self) -> None:
-        if self._sock is not None:
+        if self._driver.sock is not None:
             # Cancelled while connected: a best-effort DISCONNECT, then close regardless.
             self._disconnect()
             with contextlib.suppress(Exception):
                 self._client.loop_write()
-            if self._sock is not None:
+            if self._driver.sock is not None:
                 self._client.force_close()
             self._connection_gone(_Ended(self._lifetime(), "closed by the gateway", by_us=True))
-        self._cancel_misc()
+        self._driver.stop_timer()
         call, self._connect_call = self._connect_call, None
         if call is not None:
-            if not call.result.done():
-                call.result.cancel()
-            elif not call.result.cancelled() and call.result.exception() is None:
-                _close_quietly(call.result.result())  # delivered but never handed to paho
+            call.abandon()
             if not await call.finished(min(CONNECT_THREAD_GRACE, self.settings.connect_timeout)):
                 log.debug("a connect thread is still blocked; it closes its socket when done")
 
@@ -498,6 +486,15 @@ class Uplink:
             event, self._progress = self._progress, asyncio.Event()
             event.set()
 
+    def _after_read(self) -> None:
+        # Wake publishers as soon as there is room for one more: their next PUBLISH carries
+        # the ACK a broker without TCP_NODELAY waits for before sending further PUBACKs.
+        if self._waiters and len(self._unacked) < self._window:
+            self._wake()
+
+    def _io_failed(self, reason: str) -> None:
+        self._connection_gone(_Ended(self._lifetime(), reason))
+
     async def _not_handed_over(self, topic: str, qos: int, rc: int) -> None:
         """paho did not take the message (queue full, no connection): wait, then retry."""
         log.debug(
@@ -509,75 +506,6 @@ class Uplink:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.05):
                 await self._wait_progress()
-
-    # -- paho socket callbacks (loop thread) ---------------------------------------------------
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        loop = self._loop
-        assert loop is not None
-        self._sock = sock
-        self._tls_sock = isinstance(sock, ssl.SSLSocket)
-        loop.add_reader(sock, self._readable)
-        self._misc_handle = loop.call_later(MISC_INTERVAL, self._misc)
-
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        loop = self._loop
-        assert loop is not None
-        loop.remove_reader(sock)
-        loop.remove_writer(sock)
-        self._cancel_misc()
-        self._sock = None
-
-    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.add_writer(sock, self._writable)
-
-    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.remove_writer(sock)
-        self._wake()  # flush() waits for the write buffer to drain
-
-    def _readable(self) -> None:
-        client = self._client
-        try:
-            client.loop_read()
-            sock = self._sock
-            # TLS may hold decrypted bytes the socket will never signal again: drain them.
-            while self._tls_sock and sock is not None and sock.pending():
-                client.loop_read()
-                sock = self._sock
-            if _QUICKACK is not None and sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-        except Exception as exc:  # noqa: BLE001 - a broken packet must not kill the loop
-            self._abort(f"error while reading from the broker: {exc!r}")
-        if self._waiters and len(self._unacked) <= self._low_water:
-            self._wake()
-
-    def _writable(self) -> None:
-        try:
-            self._client.loop_write()
-        except Exception as exc:  # noqa: BLE001
-            self._abort(f"error while writing to the broker: {exc!r}")
-
-    def _misc(self) -> None:
-        self._misc_handle = None
-        try:
-            self._client.loop_misc()
-        except Exception as exc:  # noqa: BLE001
-            self._abort(f"error in the keepalive timer: {exc!r}")
-        if self._sock is not None and self._loop is not None and self._misc_handle is None:
-            self._misc_handle = self._loop.call_later(MISC_INTERVAL, self._misc)
-
-    def _cancel_misc(self) -> None:
-        if self._misc_handle is not None:
-            self._misc_handle.cancel()
-            self._misc_handle = None
-
-    def _abort(self, reason: str) -> None:
-        log.error("%s; closing the connection", reason)
-        if self._sock is not None:
-            self._client.force_close()
-        self._connection_gone(_Ended(self._lifetime(), reason))
 
     # -- paho protocol callbacks (loop thread) -------------------------------------------------
 
@@ -609,7 +537,6 @@ class Uplink:
         receive_maximum = getattr(properties, "ReceiveMaximum", None) if self._v5 else None
         if receive_maximum:
             self._window = min(self._window, int(receive_maximum))
-        self._low_water = self._window - 1
         session_present = bool(flags.session_present)
         if not session_present or not self._ever_connected:
             # Without a session the broker holds no subscriptions; on our first connect we

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import socket
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -20,6 +26,7 @@ from tests.integration.uplink.helpers import (
     eventually,
     running,
     settings_for,
+    settings_for_port,
 )
 from tests.support.broker import Broker
 
@@ -200,3 +207,49 @@ async def test_close_before_run_and_cancel_while_connected(broker: Broker) -> No
     unused = Uplink(settings_for(broker), Inbox())
     await unused.close(1)
     assert unused.stats.state == "closed"
+
+
+async def test_close_while_a_connection_attempt_hangs() -> None:
+    """A server that takes the TCP connection but never answers the TLS handshake."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        settings = replace(settings_for_port(port), tls=True, connect_timeout=1.0)
+        uplink = Uplink(settings, Inbox())
+        task = asyncio.create_task(uplink.run())
+        await eventually(
+            lambda: any(t.name == "edged-uplink-connect" for t in threading.enumerate()),
+            what="the connect thread",
+        )
+        await asyncio.sleep(0.1)
+        assert uplink.stats.state == "connecting"
+        started = time.monotonic()
+        await uplink.close(5)
+        assert task.done()
+        assert time.monotonic() - started < 2.0, "bounded by connect_timeout"
+        assert not any(t.name == "edged-uplink-connect" for t in threading.enumerate())
+        await task
+
+
+async def test_frozen_broker_is_detected_by_keepalive_and_nothing_is_lost(
+    broker: Broker, apps: Callable[..., AppClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    app = apps(client_id="a:testorg:durable", clean=False)
+    app.subscribe(EVENTS)
+    settings = settings_for(broker, keepalive=1, connect_timeout=1.0, reconnect_max=0.2)
+    uplink = Uplink(settings, Inbox())
+    assert broker.process is not None
+    async with running(uplink):
+        await uplink.wait_connected()
+        os.kill(broker.process.pid, signal.SIGSTOP)
+        try:
+            for index in range(10):
+                await uplink.publish(event_topic(), f"frozen-{index}".encode(), 1)
+            await eventually(lambda: not uplink.connected, within=6, what="keepalive timeout")
+            assert "keepalive" in caplog.text
+        finally:
+            os.kill(broker.process.pid, signal.SIGCONT)
+        await eventually(lambda: uplink.connected, within=6, what="recovery")
+        assert await uplink.flush(5)
+        expected = {f"frozen-{index}".encode() for index in range(10)}
+        await eventually(lambda: expected <= set(app.payloads()), what="all ten messages")

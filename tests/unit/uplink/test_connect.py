@@ -80,3 +80,19 @@ async def test_thread_call_discards_what_nobody_awaits_any_more() -> None:
     assert await call.finished(2)
     await asyncio.sleep(0)
     assert discarded == ["socket"]
+
+
+async def test_thread_call_abandoned_after_delivery_discards_once() -> None:
+    discarded: list[str] = []
+    call: ThreadCall[str] = ThreadCall(lambda: "socket", name="t-late", discard=discarded.append)
+    assert await call.finished(2)
+    await asyncio.sleep(0)
+    call.abandon()
+    call.abandon()
+    assert discarded == ["socket"]
+    taken: ThreadCall[str] = ThreadCall(lambda: "kept", name="t-taken", discard=discarded.append)
+    await taken.finished(2)
+    await asyncio.sleep(0)
+    assert taken.take() == "kept"
+    taken.abandon()
+    assert discarded == ["socket"]

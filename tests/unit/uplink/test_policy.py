@@ -123,3 +123,12 @@ def test_session_taken_over_is_reported_at_once() -> None:
     assert "session taken over" in (step.message or "")
     assert _within(step.delay, 60)
     assert policy.connected(session_present=True)[0] == logging.DEBUG
+
+
+def test_two_different_problems_of_one_kind_are_both_reported() -> None:
+    policy = _policy()
+    untrusted = ConnectError(FailureKind.TLS, "TLS: the certificate of h:1 is not trusted")
+    handshake = ConnectError(FailureKind.TLS, "TLS handshake with h:1 failed")
+    assert policy.attempt_failed(handshake).level == logging.ERROR
+    assert policy.attempt_failed(untrusted).level == logging.ERROR
+    assert policy.attempt_failed(untrusted).level == logging.DEBUG

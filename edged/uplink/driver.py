@@ -1,0 +1,134 @@
+"""Binds a paho client's socket to the asyncio loop: reader, writer and the ``loop_misc`` timer.
+
+paho announces its socket through callbacks (open, close, want-write, no-more-write); this
+class turns them into ``add_reader`` / ``add_writer`` registrations, so paho reads, writes and
+keeps its keepalive only when the loop says the socket is ready. It never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger("edged.uplink")
+
+MISC_INTERVAL = 1.0
+"""Seconds between paho ``loop_misc`` calls (keepalive pings and their timeout)."""
+
+# Linux delays ACKs by up to 40 ms. A broker without TCP_NODELAY (mosquitto's default) then
+# holds back its next PUBACKs or a command until that ACK arrives. Quick ACK mode has to be
+# re-armed after each read.
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+class LoopDriver:
+    """Drives ``client``'s I/O from ``loop`` (both fixed once :meth:`bind` is called).
+
+    ``after_read`` runs after each read event (PUBACKs may have arrived), ``drained`` when
+    paho's write buffer is empty, ``failed`` with a reason when paho raised while doing I/O
+    (the socket is closed by then).
+    """
+
+    def __init__(
+        self,
+        client: mqtt.Client,
+        *,
+        after_read: Callable[[], None],
+        drained: Callable[[], None],
+        failed: Callable[[str], None],
+        force_close: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self._after_read = after_read
+        self._drained = drained
+        self._failed = failed
+        self._force_close = force_close
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sock: Any = None
+        self._tls = False
+        self._misc_handle: asyncio.TimerHandle | None = None
+        client.on_socket_open = self._opened
+        client.on_socket_close = self._closed
+        client.on_socket_register_write = self._want_write
+        client.on_socket_unregister_write = self._written
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Use ``loop`` from now on (paho calls back only from inside our own calls)."""
+        self._loop = loop
+
+    def stop_timer(self) -> None:
+        """Cancel the ``loop_misc`` timer."""
+        if self._misc_handle is not None:
+            self._misc_handle.cancel()
+            self._misc_handle = None
+
+    # -- paho's socket callbacks ---------------------------------------------------------------
+
+    def _opened(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        loop = self._loop
+        assert loop is not None, "bind() first"
+        self.sock = sock
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        loop.add_reader(sock, self._readable)
+        self.stop_timer()
+        self._misc_handle = loop.call_later(MISC_INTERVAL, self._misc)
+
+    def _closed(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+        self.stop_timer()
+        self.sock = None
+
+    def _want_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, self._writable)
+
+    def _written(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+        self._drained()
+
+    # -- loop callbacks ------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        client = self._client
+        try:
+            client.loop_read()
+            sock = self.sock
+            # TLS may hold decrypted bytes the socket will never signal again: drain them.
+            while self._tls and sock is not None and sock.pending():
+                client.loop_read()
+                sock = self.sock
+            if _QUICKACK is not None and sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except Exception as exc:  # noqa: BLE001 - a broken packet must not kill the loop
+            self._fail(f"error while reading from the broker: {exc!r}")
+        self._after_read()
+
+    def _writable(self) -> None:
+        try:
+            self._client.loop_write()
+        except Exception as exc:  # noqa: BLE001
+            self._fail(f"error while writing to the broker: {exc!r}")
+
+    def _misc(self) -> None:
+        self._misc_handle = None
+        try:
+            self._client.loop_misc()  # sends PINGREQ; closes the socket if PINGRESP is overdue
+        except Exception as exc:  # noqa: BLE001
+            self._fail(f"error in the keepalive timer: {exc!r}")
+        if self.sock is not None and self._loop is not None and self._misc_handle is None:
+            self._misc_handle = self._loop.call_later(MISC_INTERVAL, self._misc)
+
+    def _fail(self, reason: str) -> None:
+        log.error("%s; closing the connection", reason)
+        if self.sock is not None:
+            self._force_close()
+        self._failed(reason)
