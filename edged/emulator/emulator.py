@@ -870,8 +870,13 @@ class PlatformEmulator:
         if d is not None:
             body["d"] = d
         with self._cond:
-            self._outstanding.add(req_id)
-        request = self.dm_publish(device, suffix, body)
+            self._outstanding.add(req_id)  # before publishing: the answer may come at once
+        try:
+            request = self.dm_publish(device, suffix, body)
+        except BaseException:
+            with self._cond:
+                self._outstanding.discard(req_id)
+            raise
         try:
             answer = self.wait_for(
                 lambda: self._dm_responses.get(req_id),
