@@ -146,6 +146,7 @@ class Broker:
             "log_type notice",
             "log_type information",
             "max_inflight_messages 0",
+            "set_tcp_nodelay true",
             "max_queued_messages 100000",
             f"listener {self.port} 127.0.0.1",
             *(f"listener {port} 127.0.0.1" for port in self.extra_listeners),
