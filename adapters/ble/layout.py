@@ -147,7 +147,8 @@ def encode(value: JSONValue, spec: Encoding) -> bytes:
         raise LayoutError("expected a number")
     if not math.isfinite(value):
         raise LayoutError("expected a finite number")
-    raw = (value - spec.add) / spec.scale
+    exact = isinstance(value, int) and spec.scale == 1.0 and spec.add == 0.0
+    raw = value if exact else (value - spec.add) / spec.scale  # floats lose 64-bit precision
     order = _byte_order(spec)
     if spec.type in FLOAT_TYPES:
         try:

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="untyped-decorator"
+# (dbus-python ships no type hints; its method decorator is untyped)
 """A python-dbusmock template that plays BlueZ for edged's BLE tests.
 
 Load it with ``python -m dbusmock --system --template <this file>`` on a private bus (see
@@ -260,9 +262,10 @@ def SilenceAdapter(self: Any, name: str, until: str) -> None:
 
 
 @dbus.service.method(MOCK_IFACE, in_signature="s", out_signature="a{si}")
-def GetStats(self: Any, name: str) -> dict[str, int]:
+def GetStats(self: Any, name: str) -> Any:
     """Counters of StartDiscovery, StopDiscovery and power-off events on controller ``name``."""
-    return dbus.Dictionary(mockobject.objects[f"/org/bluez/{name}"].stats, signature="si")
+    stats: dict[str, int] = mockobject.objects[f"/org/bluez/{name}"].stats
+    return dbus.Dictionary(stats, signature="si")
 
 
 @dbus.service.method(MOCK_IFACE, in_signature="u", out_signature="")
