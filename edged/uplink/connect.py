@@ -13,6 +13,7 @@ import enum
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -66,9 +67,11 @@ def open_connection(
 ) -> socket.socket:
     """Connect to ``host:port`` (and complete the TLS handshake when ``tls``). Blocking.
 
-    Raises :class:`ConnectError`. The returned socket is still in blocking mode with
-    ``timeout``; paho switches it to non-blocking.
+    ``timeout`` bounds the TCP connect and the handshake together (name resolution is bounded
+    by the system resolver). Raises :class:`ConnectError`. paho switches the returned socket
+    to non-blocking.
     """
+    deadline = time.monotonic() + timeout
     context = tls_context(ca_file) if tls else None
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
@@ -87,6 +90,7 @@ def open_connection(
         sock.close()
         raise
     try:
+        tls_sock.settimeout(max(0.001, deadline - time.monotonic()))
         tls_sock.do_handshake()
     except ssl.SSLCertVerificationError as exc:
         tls_sock.close()

@@ -339,6 +339,7 @@ class Uplink:
         s = self.settings
         self._state = UplinkState.CONNECTING
         self._attempts += 1
+        deadline = time.monotonic() + s.connect_timeout  # TCP + TLS + CONNACK together
         self._connack = self._ended = None
         self._disconnect_requested = False
         # The blocking edge: DNS, TCP connect and TLS handshake, in a thread of its own.
@@ -368,9 +369,9 @@ class Uplink:
                     FailureKind.UNREACHABLE, f"cannot connect to {self.settings.endpoint}: {exc}"
                 )
             )
-        return await self._handshake(sock)
+        return await self._handshake(sock, deadline)
 
-    async def _handshake(self, sock: socket.socket) -> Step | None:
+    async def _handshake(self, sock: socket.socket, deadline: float) -> Step | None:
         loop = asyncio.get_running_loop()
         connack: asyncio.Future[ConnectError | None] = loop.create_future()
         self._connack = connack
@@ -395,14 +396,14 @@ class Uplink:
         # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
         # arrives just as the awaited future completes.
         try:
-            async with asyncio.timeout(self.settings.connect_timeout):
+            async with asyncio.timeout_at(self._loop_time(deadline)):
                 failure = await connack
         except TimeoutError:
             self._client.force_close()
             failure = ConnectError(
                 FailureKind.TIMEOUT,
                 f"{self.settings.endpoint} accepted the connection but sent no CONNACK within"
-                f" {self.settings.connect_timeout:g} s",
+                f" connect_timeout ({self.settings.connect_timeout:g} s)",
             )
         if failure is not None:
             return self._policy_failed(failure)
@@ -434,6 +435,11 @@ class Uplink:
     def _redact(self, text: str) -> str:
         token = self.settings.password.reveal()
         return text.replace(token, "********") if len(token) >= 4 else text
+
+    @staticmethod
+    def _loop_time(monotonic_deadline: float) -> float:
+        """``monotonic_deadline`` on the running loop's clock (for ``asyncio.timeout_at``)."""
+        return asyncio.get_running_loop().time() + (monotonic_deadline - time.monotonic())
 
     def _lifetime(self) -> float:
         return time.monotonic() - self._connected_at

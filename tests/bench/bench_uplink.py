@@ -6,7 +6,7 @@ QoS 0 message is written to the socket. CPU is this process's (all threads). A m
 process counts what the broker delivered. A third variant adds a VERSION2 ``on_publish``
 callback to the uplink, to show what learning PUBACKs that way would cost.
 
-    .venv/bin/python tests/bench/bench_uplink.py [--messages 20000] [--rounds 3]
+    .venv/bin/python tests/bench/bench_uplink.py [--messages 20000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     n = args.messages
     with tempfile.TemporaryDirectory() as tmp:
