@@ -69,6 +69,10 @@ class ReconnectPolicy:
         self._normal = Backoff(self.reconnect_initial, self.reconnect_max, rng=self.rng)
         self._slow = Backoff(self.refused_initial, self.refused_max, rng=self.rng)
 
+    def suspects_takeover(self, uptime: float) -> bool:
+        """Whether a client id clash is still suspected, given the current connection's uptime."""
+        return self.suspected_takeover and uptime < max(self.stable_after, self.refused_max)
+
     @property
     def problem(self) -> str | None:
         """The problem currently reported (a short key), or None while all is well."""

@@ -200,7 +200,9 @@ class Uplink:
             subscribed=len(self._subs.held),
             last_error=self._last_error,
             retry_delay=self._retry_delay,
-            suspected_takeover=self._policy.suspected_takeover,
+            suspected_takeover=self._policy.suspects_takeover(
+                self._lifetime() if self._connected else 0.0
+            ),
         )
 
     def set_subscriptions(self, filters: Sequence[tuple[str, int]]) -> None:

@@ -10,9 +10,13 @@ import collections
 import socket
 from typing import Any
 
+import pytest
 from paho.mqtt.enums import MQTTErrorCode
 
 from edged.uplink.pahoclient import LoopClient
+
+# The real paho is the counterpart: "integration" makes CI run this on the oldest paho too.
+pytestmark = pytest.mark.integration
 
 
 def test_reconnect_uses_the_handed_over_socket_and_paho_keeps_qos1_until_puback() -> None:

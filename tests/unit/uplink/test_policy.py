@@ -97,6 +97,8 @@ def test_repeated_quick_closes_mean_another_client_uses_the_id() -> None:
     assert _within(again.delay, 120)
     # A connection that lasts past the clear-off time ends the suspicion.
     policy.connected(session_present=True)
+    assert policy.suspects_takeover(uptime=899.0)
+    assert not policy.suspects_takeover(uptime=901.0)
     healed = policy.connection_ended(901.0, "closed")
     assert not _suspected(policy)
     assert healed.level == logging.WARNING
