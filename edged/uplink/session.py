@@ -364,9 +364,9 @@ class Uplink:
         try:
             sock = call.take()
         except ConnectError as failure:
-            return self._policy_failed(failure)
+            return self._policy.attempt_failed(failure)
         except (OSError, ValueError) as exc:  # e.g. a host name the IDNA codec rejects
-            return self._policy_failed(
+            return self._policy.attempt_failed(
                 ConnectError(
                     FailureKind.UNREACHABLE, f"cannot connect to {self.settings.endpoint}: {exc}"
                 )
@@ -382,14 +382,14 @@ class Uplink:
             rc = self._client.reconnect()  # non-blocking now: takes the socket, queues CONNECT
         except (OSError, ValueError) as exc:
             _close_quietly(sock)
-            return self._policy_failed(
+            return self._policy.attempt_failed(
                 ConnectError(
                     FailureKind.UNREACHABLE, f"cannot start MQTT on {self.settings.endpoint}: {exc}"
                 )
             )
         if rc != _OK:
             self._client.force_close()
-            return self._policy_failed(
+            return self._policy.attempt_failed(
                 ConnectError(
                     FailureKind.UNREACHABLE,
                     f"cannot send CONNECT to {self.settings.endpoint}: {mqtt.error_string(rc)}",
@@ -408,7 +408,7 @@ class Uplink:
                 f" connect_timeout ({self.settings.connect_timeout:g} s)",
             )
         if failure is not None:
-            return self._policy_failed(failure)
+            return self._policy.attempt_failed(failure)
         ended = self._ended
         assert ended is not None
         if self._stop.is_set():
@@ -424,9 +424,6 @@ class Uplink:
         """Queue DISCONNECT; the writer sends it and paho then closes the socket."""
         self._disconnect_requested = True
         self._client.disconnect()
-
-    def _policy_failed(self, failure: ConnectError) -> Step:
-        return self._policy.attempt_failed(failure)
 
     def _report(self, step: Step) -> None:
         if step.message is None:
