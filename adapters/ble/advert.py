@@ -35,6 +35,7 @@ class DecodeError(ValueError):
     def __init__(self, source: str, message: str) -> None:
         super().__init__(f"{source}: {message}")
         self.source = source
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +69,15 @@ class AdvertDecoder:
             for s in config.service_data
         )
         self._bthome = None
+        self._bthome_uuids: tuple[str, ...] = ()
         if config.bthome is not None:
-            from edged.adapters.ble.bthome import BTHomeDecoder  # imports bthome-ble only if used
+            from edged.adapters.ble.bthome import BTHOME_UUIDS, BTHomeDecoder  # only if used
 
             key = config.bthome.bindkey
             self._bthome = BTHomeDecoder(bytes.fromhex(key.get_secret_value()) if key else None)
+            self._bthome_uuids = tuple(sorted(BTHOME_UUIDS))
+        self._last_raw: tuple[bytes | None, ...] | None = None
+        self._last: Decoded | tuple[str, str] | None = None  # values, or (source, message)
 
     @property
     def has_sources(self) -> bool:
@@ -82,8 +87,30 @@ class AdvertDecoder:
     def decode(self, advert: Advert) -> Decoded | None:
         """The values in ``advert``, or ``None`` when it holds none of the configured sections.
 
-        Raises :class:`DecodeError` naming the section that is present but malformed.
+        Raises :class:`DecodeError` naming the section that is present but malformed. Devices
+        repeat the same advert many times (BlueZ reports each RSSI change): when the configured
+        sections hold the same bytes as last time, the last outcome is reused.
         """
+        raw = (
+            *(advert.manufacturer_data.get(s.key) for s in self._manufacturer),
+            *(advert.service_data.get(s.key) for s in self._service),
+            *(advert.service_data.get(uuid) for uuid in self._bthome_uuids),
+        )
+        if raw == self._last_raw:
+            last = self._last
+            if isinstance(last, tuple):
+                raise DecodeError(*last)  # a new exception: re-raising one grows its traceback
+            return Decoded(last.values) if last is not None else None  # an event fires once
+        self._last_raw = raw
+        try:
+            decoded = self._decode(advert)
+        except DecodeError as exc:
+            self._last = (exc.source, exc.message)
+            raise
+        self._last = decoded
+        return decoded
+
+    def _decode(self, advert: Advert) -> Decoded | None:
         values: dict[str, JSONValue] = {}
         found = False
         for section in self._manufacturer:

@@ -6,8 +6,9 @@ between habluetooth versions). A canary test runs the installed library unmocked
 
 The library keeps state per device (packet-id de-duplication, the encryption counter) and returns
 every value it knows, not only this advert's. It logs a bad payload at ERROR on every advert, so
-its records are captured during a call and turned into :class:`BTHomeError`, which the adapter
-logs once per streak instead.
+its records are captured during a call: errors (and warnings, when no values resulted) become
+:class:`BTHomeError`, which the adapter logs once per streak; other warnings (objects out of
+order, say) go to DEBUG.
 """
 
 from __future__ import annotations
@@ -55,16 +56,20 @@ class _Capture(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.active = False
-        self.messages: list[str] = []
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.active:
             return True
-        if record.levelno >= logging.WARNING:
-            self.messages.append(record.getMessage())
+        if record.levelno >= logging.ERROR:
+            self.errors.append(record.getMessage())
+        elif record.levelno >= logging.WARNING:
+            self.warnings.append(record.getMessage())
         return False
 
 
+log = logging.getLogger("edged.adapters.ble")
 _capture = _Capture()
 logging.getLogger("bthome_ble.parser").addFilter(_capture)
 
@@ -122,7 +127,8 @@ class BTHomeDecoder:
             time=time,
         )
         _capture.active = True
-        _capture.messages.clear()
+        _capture.errors.clear()
+        _capture.warnings.clear()
         try:
             update = self._parser.update(info)  # type: ignore[arg-type]  # duck-typed on purpose
         except Exception as exc:
@@ -131,8 +137,8 @@ class BTHomeDecoder:
             ) from exc
         finally:
             _capture.active = False
-        if _capture.messages:
-            raise BTHomeError(f"BTHome payload rejected: {_capture.messages[0]}")
+        if _capture.errors:
+            raise BTHomeError(f"BTHome payload rejected: {_capture.errors[0]}")
         found = 0
         for device_key, sensor in update.entity_values.items():
             if device_key.key not in _SKIPPED_KEYS:
@@ -148,5 +154,9 @@ class BTHomeDecoder:
             scheme = getattr(getattr(self._parser, "encryption_scheme", None), "value", "none")
             if scheme != "none" and self._parser.bindkey is None:
                 raise BTHomeError("BTHome advert is encrypted: configure bthome.bindkey")
+            if _capture.warnings:  # e.g. a failed decryption: say why there are no values
+                raise BTHomeError(f"BTHome payload rejected: {_capture.warnings[0]}")
             raise BTHomeError("BTHome advert carried no values the parser understands")
+        if _capture.warnings and log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: BTHome parser notes: %s", address, "; ".join(_capture.warnings))
         return bool(update.events)

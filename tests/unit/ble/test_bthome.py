@@ -137,3 +137,33 @@ def test_layout_sections_and_prefixes() -> None:
         DecodeError, match=r"manufacturer data 0x0499: payload is 2 bytes.*data 0510"
     ):
         decode(Advert(ADDRESS, None, -60, {0x0499: b"\x05\x10"}, {}, [], 0.0))
+
+
+def test_parser_warnings_do_not_reject_values(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    out_of_order = bytes.fromhex("40 00 0b 02 6608 01 5d")  # temperature before battery
+    decoded = decoder().decode(advert(out_of_order))
+    assert decoded is not None
+    assert decoded.values == {"temperature": 21.5, "battery": 93}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("numerical order" in r.getMessage() for r in caplog.records)
+
+
+def test_repeated_adverts_reuse_the_last_outcome() -> None:
+    button = decoder()
+    press = advert(bytes.fromhex("40 00 08 3a 01"))
+    first = button.decode(press)
+    again = button.decode(press)
+    assert first is not None
+    assert again is not None
+    assert (first.event, again.event) == (True, False), "a repeated advert is not a second press"
+    assert again.values == first.values
+    broken = decoder()
+    errors = []
+    for _ in range(2):
+        with pytest.raises(DecodeError, match="could not be parsed") as info:
+            broken.decode(advert(b""))
+        errors.append(info.value)
+    assert errors[0] is not errors[1], (
+        "a fresh error each time (a re-raised one grows its traceback)"
+    )
