@@ -27,7 +27,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,17 @@ def _version(package: str) -> str:
 # -- 1. through BlueZ -----------------------------------------------------------------------
 
 
-async def _bare_bleak(seconds: float) -> tuple[int, float]:
+@dataclass
+class Measured:
+    """One scanning run: adverts heard and CPU used in the measured span."""
+
+    adverts: int
+    cpu: float
+    readings: int | None = None
+    errors: int | None = None
+
+
+async def _bare_bleak(seconds: float) -> Measured:
     from bleak import BleakScanner
 
     from edged.adapters.ble.scanner import scanner_kwargs
@@ -72,9 +83,9 @@ async def _bare_bleak(seconds: float) -> tuple[int, float]:
     await asyncio.sleep(1.0)  # warm up: every device known to bleak
     start_count, start_cpu = count, time.process_time()
     await asyncio.sleep(seconds)
-    adverts, cpu = count - start_count, time.process_time() - start_cpu
+    measured = Measured(count - start_count, time.process_time() - start_cpu)
     await scanner.stop()
-    return adverts, cpu
+    return measured
 
 
 class _CountingSink:
@@ -88,27 +99,30 @@ class _CountingSink:
         pass
 
 
-async def _adapter(devices: int, seconds: float, *, every: bool) -> tuple[int, float, int, int]:
+async def _adapter(devices: int, seconds: float, *, every: bool) -> Measured:
     from edged.adapters.base import AdapterContext
-    from edged.adapters.ble.adapter import create_adapters
+    from edged.adapters.ble.adapter import BleController, create_adapters
     from edged.model import DeviceIdentity
 
     specs, settings = fleet_configs(devices, every=every)
     [runner] = create_adapters(specs, settings, AdapterContext(DeviceIdentity("gw", "bench")))
+    assert isinstance(runner, BleController)
     sink = _CountingSink()
     task = asyncio.create_task(runner.run(sink))
     await asyncio.sleep(1.0)
-    scanner = runner.scanner  # type: ignore[attr-defined]
+    scanner = runner.scanner
     start_adverts, start_readings, start_cpu = scanner.adverts, sink.readings, time.process_time()
     await asyncio.sleep(seconds)
-    adverts = scanner.adverts - start_adverts
-    readings = sink.readings - start_readings
-    cpu = time.process_time() - start_cpu
-    errors = sum(sum(t.problems.total.values()) for t in runner.targets)  # type: ignore[attr-defined]
+    measured = Measured(
+        adverts=scanner.adverts - start_adverts,
+        cpu=time.process_time() - start_cpu,
+        readings=sink.readings - start_readings,
+        errors=sum(sum(t.problems.total.values()) for t in runner.targets),
+    )
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    return adverts, cpu, readings, errors
+    return measured
 
 
 def through_bluez(devices: int, seconds: float, interval_ms: int) -> None:
@@ -122,33 +136,33 @@ def through_bluez(devices: int, seconds: float, interval_ms: int) -> None:
             path = bluez.add_device(address, name, FLEET_ADAPTER)
             bluez.advertise(path, manufacturer=manufacturer, service=service, rssi=-60)
         assert bluez.mock is not None
-        rows = []
-        for label, run in (
+        rows: list[tuple[str, Measured, float]] = []
+        runs: list[tuple[str, Callable[[], Coroutine[Any, Any, Measured]]]] = [
             ("bare bleak, counting callback", lambda: _bare_bleak(seconds)),
             ("edged BLE adapter, every advert", lambda: _adapter(devices, seconds, every=True)),
             (
                 "edged BLE adapter, on change (default)",
                 lambda: _adapter(devices, seconds, every=False),
             ),
-        ):
+        ]
+        for label, run in runs:
             mock_cpu = _process_cpu(bluez.mock.pid)
-            result = asyncio.run(run())  # type: ignore[arg-type]
+            result = asyncio.run(run())
             mock_share = (_process_cpu(bluez.mock.pid) - mock_cpu) / (seconds + 1.5)
             rows.append((label, result, mock_share))
-    base_adverts, base_cpu = rows[0][1][0], rows[0][1][1]
     print(f"   {'':38} {'adverts/s':>10} {'CPU/advert':>11} {'readings/s':>11} {'mock CPU':>9}")
     for label, result, mock_share in rows:
-        adverts, cpu = result[0], result[1]
-        readings = f"{result[2] / seconds:11.0f}" if len(result) > 2 else f"{'':>11}"
+        readings = "" if result.readings is None else f"{result.readings / seconds:.0f}"
         print(
-            f"   {label:38} {adverts / seconds:10.0f} {cpu / max(adverts, 1) * 1e6:9.1f} us"
-            f" {readings} {mock_share:8.0%}"
+            f"   {label:38} {result.adverts / seconds:10.0f}"
+            f" {result.cpu / max(result.adverts, 1) * 1e6:9.1f} us {readings:>11} {mock_share:8.0%}"
         )
-    base = base_cpu / max(base_adverts, 1)
+    base = rows[0][1].cpu / max(rows[0][1].adverts, 1)
     for label, result, _share in rows[1:]:
-        adverts, cpu, _readings, errors = result  # type: ignore[misc]
-        ratio = (cpu / max(adverts, 1)) / base
-        print(f"   CPU per advert, {label} / bare bleak: {ratio:.2f}x; decode errors: {errors}")
+        ratio = (result.cpu / max(result.adverts, 1)) / base
+        print(
+            f"   CPU per advert, {label} / bare bleak: {ratio:.2f}x; decode errors: {result.errors}"
+        )
     if max(share for *_rest, share in rows) > 0.9:
         print("   (the mock is near 100 % CPU: the rates are its limit, not the adapter's)")
 
@@ -157,13 +171,16 @@ def through_bluez(devices: int, seconds: float, interval_ms: int) -> None:
 
 
 def decoding_alone(devices: int, rounds: int) -> None:
-    from edged.adapters.ble.adapter import create_adapters
+    from edged.adapters.base import AdapterContext
+    from edged.adapters.ble.adapter import BleController, create_adapters
     from edged.adapters.ble.advert import Advert
+    from edged.model import DeviceIdentity
 
     print(f"\n2. Decoding alone (no D-Bus): {devices} devices, {rounds} adverts each kind")
     specs, settings = fleet_configs(devices)
-    [runner] = create_adapters(specs, settings, None)  # type: ignore[arg-type]
-    runner._sink = _CountingSink()  # type: ignore[attr-defined]
+    [runner] = create_adapters(specs, settings, AdapterContext(DeviceIdentity("gw", "bench")))
+    assert isinstance(runner, BleController)
+    runner._sink = _CountingSink()
     payloads = fleet_payloads(devices)
 
     def adverts(kind: str) -> list[Advert]:
@@ -182,8 +199,8 @@ def decoding_alone(devices: int, rounds: int) -> None:
             made.append(Advert(address, name, -60, manufacturer, service, list(service), i * 0.001))
         return made
 
-    match = runner._matcher.match  # type: ignore[attr-defined]
-    on_advert: Callable[[Advert, Any], None] = runner._on_advert  # type: ignore[attr-defined]
+    match = runner._matcher.match
+    on_advert: Callable[[Advert, Any], None] = runner._on_advert
     results = {}
     for kind in ("layout", "bthome"):
         batch = adverts(kind)
@@ -264,8 +281,8 @@ def memory(address: str) -> None:
             timeout=120,
             check=True,
         )
-        rss, loaded = done.stdout.split()
-        results.append((label, float(rss), loaded))
+        rss_text, loaded = done.stdout.split()
+        results.append((label, float(rss_text), loaded))
     base = results[0][1]
     print(f"   {'':46} {'RSS':>8} {'vs none':>8}  libraries loaded")
     for label, rss, loaded in results:

@@ -29,7 +29,7 @@ def _is_bthome(index: int) -> bool:
 
 def fleet_payloads(count: int) -> list[tuple[str, str, dict[int, bytes], dict[str, bytes]]]:
     """(address, name, manufacturer data, service data) of each device."""
-    fleet = []
+    fleet: list[tuple[str, str, dict[int, bytes], dict[str, bytes]]] = []
     for i in range(count):
         if _is_bthome(i):
             temperature = (2000 + i).to_bytes(2, "little")
