@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from edged.devbroker import Broker, LocalCA  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
-INFLIGHT = 100
+INFLIGHT = int(os.environ.get("BENCH_INFLIGHT", "100"))
 
 BARE_PAHO = textwrap.dedent(
     """
@@ -127,7 +127,7 @@ def _measure(publisher: list[str], topic: str, broker: Broker, n: int, workdir: 
             "-P",
             broker.app_password,
             "-q",
-            "1",
+            "0",
             "-t",
             topic,
             "-C",
