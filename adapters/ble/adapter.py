@@ -120,8 +120,9 @@ class BleController(Adapter):
             error = classify(exc, self.controller)
             if isinstance(error, BleUnavailableError):
                 raise error from exc
+            # the first failure is news; retries inside the healing ladder go to DEBUG
+            self._note(logging.WARNING if self._scan_error is None else logging.DEBUG, "%s", error)
             self._scan_error = str(error)
-            self._note(logging.WARNING, "%s", error)
         else:
             self._scan_error = None
 

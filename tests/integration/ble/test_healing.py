@@ -73,6 +73,26 @@ async def test_discovery_error_then_recovery(
     assert len(logged) == 3, logged
 
 
+async def test_stuck_discovery_needs_a_power_cycle(
+    bluez: BluezMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    beacon(bluez)
+    bluez.control.FailDiscovery("hci0", "InProgress", -1)  # until the controller is powered off
+    runner = controller({"beacon": BEACON_CONFIG}, **FAST_HEALING)
+    sink = RecordingSink()
+    caplog.set_level(logging.INFO, logger="edged.adapters.ble")
+    async with run_controller(runner, sink):
+        await sink.wait_for(lambda: sink.readings, "a reading after the power cycle", within=15)
+        await sink.wait_for(lambda: any("recovered" in m for m in steps(caplog)), "recovery")
+    assert bluez.stats()["power_off"] == 1
+    logged = steps(caplog)
+    assert "starting discovery on hci0 failed: org.bluez.Error.InProgress" in logged[0]
+    assert logged[1].endswith("trying to restart discovery")
+    assert logged[2].endswith("trying to power-cycle the controller")
+    assert "recovered (after: restart discovery, power-cycle the controller)" in logged[3]
+    assert len(logged) == 4, "the failed retry in between is not logged again"
+
+
 async def test_silent_radio_is_fixed_by_restarting_discovery(
     bluez: BluezMock, caplog: pytest.LogCaptureFixture
 ) -> None:
