@@ -91,7 +91,7 @@ class BleController(Adapter):
         self._started = time.monotonic()
         self._scan_error = None
         self._connect_streak = 0
-        self._quiet = self.healer.retry_after_escalation()
+        self._quiet = self.healer.restart()  # after an escalation, retried steps log at DEBUG
         for target in self.targets:
             target.state = None
             self.set_state(target, DeviceState.STARTING, "waiting for the first advert")

@@ -66,9 +66,8 @@ class Healer:
         self.tried.append(action)
         return action
 
-    def retry_after_escalation(self) -> bool:
-        """Start the ladder again (after the supervisor restarted us); True if we had escalated."""
+    def restart(self) -> bool:
+        """Close any unfinished episode (the runner starts again); True if it had escalated."""
         escalated = self.step is Step.ESCALATED
-        if escalated:
-            self.step = Step.HEALTHY
+        self.step = Step.HEALTHY
         return escalated

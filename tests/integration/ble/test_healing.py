@@ -198,6 +198,26 @@ async def test_controller_unplugged_while_running(bluez: BluezMock) -> None:
     assert "hci0 not found" in str(error)
 
 
+async def test_bluetoothd_restart(bluez: BluezMock) -> None:
+    beacon(bluez)
+    runner = controller({"beacon": BEACON_CONFIG}, **FAST_HEALING)
+    sink = RecordingSink()
+    async with run_controller(runner, sink) as run:
+        await sink.wait_for(lambda: sink.readings, "first reading")
+        bluez.stop_bluez()
+        error = await run.failure()
+    assert isinstance(error, BleUnavailableError)
+    assert "bluetoothd is not running" in str(error)
+
+    bluez.start_bluez()  # a fresh bluetoothd knows the controller and devices anew
+    bluez.add_adapter("hci0")
+    bluez.advertise(bluez.add_device(BEACON, ""), manufacturer={0x0059: b"\x02"})
+    async with run_controller(runner, sink):  # the supervisor runs it again later
+        await sink.wait_for(
+            lambda: any(r.values.get("count") == 2 for r in sink.readings), "readings again"
+        )
+
+
 async def test_no_bluetoothd(monkeypatch: pytest.MonkeyPatch) -> None:
     with bluez_mock.running(bluez=False) as bus:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)

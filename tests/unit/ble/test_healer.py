@@ -38,11 +38,14 @@ def test_without_power_cycling_restart_is_followed_by_escalation() -> None:
     assert healer.assess("x", 10.0) is Action.ESCALATE
 
 
-def test_retry_after_escalation_starts_over() -> None:
+def test_restart_starts_over_and_tells_whether_it_had_escalated() -> None:
     healer = Healer(recovery_wait=1.0)
-    assert healer.retry_after_escalation() is False
+    assert healer.restart() is False
     for now in (0.0, 1.0, 2.0):
         healer.assess("x", now)
     assert healer.step is Step.ESCALATED
-    assert healer.retry_after_escalation() is True
+    assert healer.restart() is True
     assert healer.assess("x", 3.0) is Action.RESTART_DISCOVERY
+    healer.assess("x", 4.0)
+    assert healer.restart() is False, "an unfinished episode is closed quietly"
+    assert healer.assess(None, 5.0) is None, "nothing left to recover from"
