@@ -72,7 +72,6 @@ class BleController(Adapter):
         self._quiet = False
         self._started = 0.0
         self.unknown_adverts = 0
-        self.readings = 0
         self._tick = self._tick_interval()
 
     def _tick_interval(self) -> float:
@@ -186,7 +185,6 @@ class BleController(Adapter):
                 identity = next(iter(self._pending))
                 reading = self._pending.pop(identity)
                 await sink.emit(reading)
-                self.readings += 1
 
     # -- device state -----------------------------------------------------------------------
 

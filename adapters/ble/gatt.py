@@ -67,7 +67,6 @@ class GattLink:
         self._heard = asyncio.Event()
         self._lost = asyncio.Event()
         self.connects = 0
-        self.disconnects = 0
 
     @property
     def connected(self) -> bool:
@@ -81,55 +80,57 @@ class GattLink:
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff after every failure or disconnect."""
         backoff = Backoff(initial=self.config.reconnect.initial, maximum=self.config.reconnect.max)
-        problems = self.target.problems
         while True:
             if not self._heard.is_set():
                 self.owner.set_state(self.target, DeviceState.OFFLINE, "not advertising")
                 await self._heard.wait()
-            if self.owner.slots.locked():
+            delay = await self._session(backoff)
+            if delay is not None:
+                await asyncio.sleep(delay)
+
+    async def _session(self, backoff: Backoff) -> float | None:
+        """One connection attempt and, when it succeeds, the connection's life.
+
+        Returns the delay before the next attempt, or ``None`` to wait for the next advert.
+        """
+        problems = self.target.problems
+        if self.owner.slots.locked():
+            self.owner.set_state(
+                self.target, DeviceState.OFFLINE, "waiting for a free connection slot"
+            )
+        async with self.owner.slots:
+            try:
+                client = await self._connect()
+            except _DeviceAwayError as exc:
+                self._heard.clear()
+                problems.fail("connect", f"device not found ({exc}); waiting for its next advert")
+                return None
+            except Exception as exc:  # noqa: BLE001 - every connect failure is retried
+                self.owner.connect_result(False)
+                delay = backoff.next_delay()
+                problems.fail("connect", f"connect failed: {describe(exc)}; retry in {delay:.1f} s")
                 self.owner.set_state(
-                    self.target, DeviceState.OFFLINE, "waiting for a free connection slot"
+                    self.target, DeviceState.OFFLINE, f"connect failed: {describe(exc)}"
                 )
-            async with self.owner.slots:
-                try:
-                    client = await self._connect()
-                except _DeviceAwayError as exc:
-                    self._heard.clear()
-                    problems.fail(
-                        "connect", f"device not found ({exc}); waiting for its next advert"
-                    )
-                    continue
-                except Exception as exc:  # noqa: BLE001 - every connect failure is retried
-                    self.owner.connect_result(False)
-                    delay = backoff.next_delay()
-                    problems.fail(
-                        "connect", f"connect failed: {describe(exc)}; retry in {delay:.1f} s"
-                    )
-                    self.owner.set_state(
-                        self.target, DeviceState.OFFLINE, f"connect failed: {describe(exc)}"
-                    )
-                else:
-                    self.owner.connect_result(True)
-                    problems.ok("connect")
-                    problems.ok("connection")
-                    backoff.reset()
-                    self.connects += 1
-                    try:
-                        await self._serve(client)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - any failure ends this connection
-                        if not self._lost.is_set():
-                            problems.fail("connection", f"connection failed: {describe(exc)}")
-                    finally:
-                        await self._close(client)
-                    self.disconnects += 1
-                    delay = backoff.next_delay()
-                    problems.fail("connection", f"disconnected; reconnecting in {delay:.1f} s")
-                    self.owner.set_state(
-                        self.target, DeviceState.OFFLINE, "disconnected; reconnecting"
-                    )
-            await asyncio.sleep(delay)
+                return delay
+            self.owner.connect_result(True)
+            problems.ok("connect")
+            problems.ok("connection")
+            backoff.reset()
+            self.connects += 1
+            try:
+                await self._serve(client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure ends this connection
+                if not self._lost.is_set():
+                    problems.fail("connection", f"connection failed: {describe(exc)}")
+            finally:
+                await self._close(client)
+        delay = backoff.next_delay()
+        problems.fail("connection", f"disconnected; reconnecting in {delay:.1f} s")
+        self.owner.set_state(self.target, DeviceState.OFFLINE, "disconnected; reconnecting")
+        return delay
 
     async def _connect(self) -> Any:
         from bleak import BleakClient
