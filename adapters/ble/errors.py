@@ -53,13 +53,14 @@ def classify(exc: BaseException, controller: str) -> BleUnavailableError | Scann
     """
     dbus_error = str(getattr(exc, "dbus_error", "") or "")
     text = str(exc)
+    reason = str(getattr(exc, "reason", "") or "")  # bleak >= 2: BleakBluetoothNotAvailableError
     if dbus_error in _NO_BLUEZ or any(name in text for name in _NO_BLUEZ):
         return BleUnavailableError(
             "bluetoothd is not running (nobody owns org.bluez on the system bus): "
             "install bluez and start bluetooth.service",
             ERROR_BLUETOOTHD_MISSING,
         )
-    if dbus_error in _DENIED or "AuthError" in type(exc).__name__ or "DENIED" in text:
+    if dbus_error in _DENIED or "AuthError" in type(exc).__name__ or "DENIED" in reason:
         return BleUnavailableError(
             f"the system bus refused access to BlueZ ({text}): the service user needs the "
             "'bluetooth' group (Debian's BlueZ D-Bus policy)",
@@ -69,8 +70,7 @@ def classify(exc: BaseException, controller: str) -> BleUnavailableError | Scann
         return BleUnavailableError(
             f"cannot reach the D-Bus system bus ({exc}): is dbus running?", ERROR_BLUETOOTHD_MISSING
         )
-    if (f"'{controller}' not found" in text or "No Bluetooth adapters found" in text
-            or "NO_BLUETOOTH" in text):  # fmt: skip
+    if f"'{controller}' not found" in text or "NO_BLUETOOTH" in reason:
         return BleUnavailableError(
             f"Bluetooth controller {controller} not found: check `bluetoothctl list`, rfkill, and "
             "the adapter: key of the device",

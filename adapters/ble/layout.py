@@ -54,21 +54,30 @@ def _raw_reader(spec: Encoding) -> Callable[[bytes, int], JSONValue]:
     return lambda data, offset: unpack(data, offset)[0]
 
 
+_UNSCALED = ("string", "hex", "bool")
+
+
+def _places(number: float) -> int:
+    """Decimal places needed to write ``number`` exactly as a short decimal (at most 12)."""
+    text = f"{abs(number):.12f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
 def _scaled(spec: FieldSpec) -> Callable[[bytes, int], JSONValue]:
     read = _raw_reader(spec)
     if spec.bit is not None:
         mask = 1 << spec.bit
         return lambda data, offset: bool(read(data, offset) & mask)
-    if spec.type in BYTES_OR_BOOL:
+    if spec.type in _UNSCALED:
         return read
     scale, add = spec.scale, spec.add
+    plain = scale == 1.0 and add == 0.0
+    is_float = spec.type in FLOAT_TYPES
     # 1999 * 0.01 is 19.990000000000002: round to what scale and add can express unless the
     # config says otherwise (float fields keep their precision).
     decimals = spec.decimals
-    if decimals is None and spec.type not in FLOAT_TYPES and not (scale == 1.0 and add == 0.0):
+    if decimals is None and not is_float and not plain:
         decimals = max(_places(scale), _places(add))
-    plain = scale == 1.0 and add == 0.0
-    is_float = spec.type in FLOAT_TYPES
 
     def value(data: bytes, offset: int) -> JSONValue:
         raw = read(data, offset)
@@ -78,15 +87,6 @@ def _scaled(spec: FieldSpec) -> Callable[[bytes, int], JSONValue]:
         return round(result, decimals) if decimals is not None else result
 
     return value
-
-
-BYTES_OR_BOOL = ("string", "hex", "bool")
-
-
-def _places(number: float) -> int:
-    """Decimal places needed to write ``number`` exactly as a short decimal (at most 12)."""
-    text = f"{abs(number):.12f}".rstrip("0")
-    return len(text.split(".")[1]) if "." in text else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,3 +63,17 @@ def test_describe_names_the_bluez_error() -> None:
     )
     assert describe(TimeoutError()) == "timed out"
     assert describe(RuntimeError()) == "RuntimeError"
+
+
+def test_bluetooth_not_available_reasons_of_newer_bleak() -> None:
+    import bleak.exc as exc_module
+
+    reasons = getattr(exc_module, "BleakBluetoothNotAvailableReason", None)
+    if reasons is None:  # bleak 0.22 (Debian 13) has no such error; covered by the cases above
+        return
+    error = exc_module.BleakBluetoothNotAvailableError(
+        "No Bluetooth adapters found.", reasons.NO_BLUETOOTH
+    )
+    assert classify(error, "hci0").error_code == ERROR_CONTROLLER_MISSING
+    denied = exc_module.BleakBluetoothNotAvailableError("denied", reasons.DENIED_BY_SYSTEM)
+    assert "'bluetooth' group" in str(classify(denied, "hci0"))
