@@ -8,3 +8,8 @@ lint:
 	scripts/dev lint
 bench:
 	scripts/dev bench
+
+# Slow suites, run by hand (not in CI): the .deb on a Debian 13 chroot.
+.PHONY: deb-check
+deb-check:
+	scripts/deb-check
