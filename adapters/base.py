@@ -102,6 +102,13 @@ class Adapter(abc.ABC):
         ``finally`` (cancellation is the stop signal).
         """
 
+    def counters(self) -> Mapping[str, JSONValue]:
+        """Counters worth showing in the gateway's status event (frames, errors, timeouts...).
+
+        Called on the event loop; must be cheap and must not block. Default: nothing.
+        """
+        return {}
+
     async def execute(self, command: Command) -> Mapping[str, JSONValue] | None:
         """Carry out ``command`` for one of :attr:`devices`; return result data or ``None``.
 

@@ -147,12 +147,13 @@ class Gateway:
             },
             "counters": dict(self.bridge.counters),
             "adapters": {
-                name: {
-                    "failing": health.failing,
-                    "restarts": health.restarts,
-                    "lastError": health.last_error,
+                adapter.name: {
+                    "failing": self.supervisor.health[adapter.name].failing,
+                    "restarts": self.supervisor.health[adapter.name].restarts,
+                    "lastError": self.supervisor.health[adapter.name].last_error,
+                    **({"counters": counters} if (counters := adapter.counters()) else {}),
                 }
-                for name, health in self.supervisor.health.items()
+                for adapter in self.adapters
             }
             | {
                 name: {"failing": True, "restarts": 0, "lastError": why}
