@@ -122,16 +122,7 @@ class AdvertDecoder:
             from edged.adapters.ble.bthome import BTHomeError
 
             try:
-                event = self._bthome.decode(
-                    address=advert.address,
-                    name=advert.name,
-                    rssi=advert.rssi,
-                    manufacturer_data=advert.manufacturer_data,
-                    service_data=advert.service_data,
-                    service_uuids=advert.service_uuids,
-                    time=advert.time,
-                    values=values,
-                )
+                event = self._bthome.decode(advert, values)
             except BTHomeError as exc:
                 raise DecodeError("BTHome", str(exc)) from exc
             found = True

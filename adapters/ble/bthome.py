@@ -17,9 +17,12 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged.model import JSONValue
+
+if TYPE_CHECKING:
+    from edged.adapters.ble.advert import Advert
 
 BTHOME_UUIDS = frozenset(
     {
@@ -100,31 +103,20 @@ class BTHomeDecoder:
         """Whether an advert has BTHome service data at all."""
         return not BTHOME_UUIDS.isdisjoint(service_data)
 
-    def decode(
-        self,
-        *,
-        address: str,
-        name: str | None,
-        rssi: int | None,
-        manufacturer_data: Mapping[int, bytes],
-        service_data: Mapping[str, bytes],
-        service_uuids: Sequence[str],
-        time: float,
-        values: dict[str, JSONValue],
-    ) -> bool:
+    def decode(self, advert: Advert, values: dict[str, JSONValue]) -> bool:
         """Add the measured values to ``values``; return whether they include a fresh event.
 
-        Raises :class:`BTHomeError` when the BTHome data cannot be decoded (bad version, unknown
-        object, failed decryption, encrypted without a bindkey, empty or garbled payload).
+        Raises :class:`BTHomeError` when the BTHome data cannot be decoded (bad version, failed
+        decryption, encrypted without a bindkey, empty or garbled payload, no known objects).
         """
         info = _ServiceInfo(
-            name=name or "",
-            address=address,
-            rssi=rssi if rssi is not None else -127,
-            manufacturer_data=manufacturer_data,
-            service_data=service_data,
-            service_uuids=service_uuids,
-            time=time,
+            name=advert.name or "",
+            address=advert.address,
+            rssi=advert.rssi if advert.rssi is not None else -127,
+            manufacturer_data=advert.manufacturer_data,
+            service_data=advert.service_data,
+            service_uuids=advert.service_uuids,
+            time=advert.time,
         )
         _capture.active = True
         _capture.errors.clear()
@@ -158,5 +150,5 @@ class BTHomeDecoder:
                 raise BTHomeError(f"BTHome payload rejected: {_capture.warnings[0]}")
             raise BTHomeError("BTHome advert carried no values the parser understands")
         if _capture.warnings and log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: BTHome parser notes: %s", address, "; ".join(_capture.warnings))
+            log.debug("%s: BTHome parser notes: %s", advert.address, "; ".join(_capture.warnings))
         return bool(update.events)

@@ -139,16 +139,7 @@ class _Collector:
             decoder = self._decoders[advert.address] = self._bthome()
         values: dict[str, Any] = {}
         try:
-            decoder.decode(
-                address=advert.address,
-                name=advert.name,
-                rssi=advert.rssi,
-                manufacturer_data=advert.manufacturer_data,
-                service_data=advert.service_data,
-                service_uuids=advert.service_uuids,
-                time=advert.time,
-                values=values,
-            )
+            decoder.decode(advert, values)
         except BTHomeError as exc:
             sighting.bthome_error = str(exc)
         else:
