@@ -42,10 +42,6 @@ class Tracked:
         self.problems = Problems(log, str(self.identity))
         self.link: GattLink | None = None
 
-    def heard_within(self, now: float, seconds: float) -> bool:
-        """Whether an advert arrived in the last ``seconds``."""
-        return self.last_seen is not None and now - self.last_seen <= seconds
-
     def snapshot(self) -> dict[str, JSONValue]:
         """The values a reading would carry now."""
         values = dict(self.values)
