@@ -61,6 +61,13 @@ class LocalCA:
                 "3",
                 "-subj",
                 f"/CN=edged {name}",
+                # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs these.
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-addext",
+                "subjectKeyIdentifier=hash",
                 "-keyout",
                 f"{name}.key",
                 "-out",
@@ -80,6 +87,8 @@ class LocalCA:
         )
         (directory / "san.ext").write_text(
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n"
+            "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
         )
         run(
             "x509",

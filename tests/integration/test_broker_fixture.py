@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 
@@ -40,3 +41,14 @@ def test_token_auth_accepts_right_and_refuses_wrong_token(broker: Broker) -> Non
     assert _connect_rc(broker, GATEWAY_USER, broker.gateway_token) == 0
     assert _connect_rc(broker, APP_USER, broker.app_password, tls=True) == 0
     assert _connect_rc(broker, GATEWAY_USER, "wrong") != 0
+
+
+def test_certificates_pass_strict_verification(broker: Broker) -> None:
+    """Python 3.13 (Debian 13) verifies with VERIFY_X509_STRICT by default; 3.11 does not."""
+    context = ssl.create_default_context(cafile=str(broker.ca.ca_file))
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    with (
+        socket.create_connection((broker.host, broker.tls_port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
