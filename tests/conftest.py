@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,9 +47,25 @@ def _fds() -> set[int]:
     return {int(name) for name in os.listdir("/proc/self/fd")}
 
 
+@pytest.fixture
+async def _task_leak_check() -> AsyncIterator[None]:
+    """Runs inside a coroutine test's loop: no task the test started may still be running."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)  # let tasks cancelled during teardown finish
+    current = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+    for task in leaked:
+        task.cancel()
+    if leaked:
+        pytest.fail(f"leak check: asyncio tasks left running: {[t.get_name() for t in leaked]}")
+
+
 @pytest.fixture(autouse=True)
-def leak_check() -> Iterator[None]:
-    """Fail a test that leaves threads, child processes or file descriptors behind."""
+def leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves threads, child processes, file descriptors or tasks behind."""
+    if inspect.iscoroutinefunction(getattr(request, "function", None)):
+        request.getfixturevalue("_task_leak_check")
     threads = set(threading.enumerate())
     children = _children()
     fds = _fds()
