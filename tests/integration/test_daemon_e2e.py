@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -268,3 +269,18 @@ def test_config_errors_exit_78_before_touching_anything(tmp_path: Path, broker: 
     assert result.returncode == 78
     assert "devices[0].simulated.interval" in result.stderr
     assert "New client connected" not in broker.log()
+
+
+def test_mqtt5_session_carries_events_and_commands(
+    tmp_path: Path, broker: Broker, emulator: PlatformEmulator
+) -> None:
+    device = DeviceIdentity("sim", "s-5")
+    config = write_config(tmp_path, broker, [_sim("s-5")], platform={"mqtt_version": 5})
+    with running_daemon(config) as daemon:
+        emulator.wait_for_events(2, device="s-5")
+        emulator.send_command(device, "echo", {"reqId": "v5", "hello": "world"})
+        assert _result(emulator, "s-5", "v5")["d"] == {"echo": {"reqId": "v5", "hello": "world"}}
+        assert daemon.process.poll() is None
+    # mosquitto logs "as <client id> (p5, c0, ...)": protocol 5, no clean start
+    assert re.search(r"as g:testorg:test-gw:gw-0001 \(p5, c0,", broker.log())
+    assert emulator.violations == []
