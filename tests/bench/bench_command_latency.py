@@ -14,15 +14,20 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from edged.devbroker import APP_USER, Broker, LocalCA  # noqa: E402
-from edged.emulator import PlatformEmulator  # noqa: E402
+from edged.emulator import PlatformEmulator, ReceivedEvent  # noqa: E402
 from edged.model import DeviceIdentity  # noqa: E402
 from tests.support.daemon import ORG, running_daemon, write_config  # noqa: E402
+
+
+def _answers(req: str) -> Callable[[ReceivedEvent], bool]:
+    return lambda event: isinstance(event.data, dict) and event.data.get("reqId") == req
 
 
 def main() -> None:
@@ -63,7 +68,10 @@ def main() -> None:
             emulator.stop()
             broker.stop()
     samples.sort()
-    p = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))]  # noqa: E731
+
+    def p(quantile: float) -> float:
+        return samples[min(len(samples) - 1, int(quantile * len(samples)))]
+
     print(
         f"{len(samples)} commands: p50 {p(0.5):.2f} ms, p90 {p(0.9):.2f} ms, p99 {p(0.99):.2f} ms, "
         f"max {samples[-1]:.2f} ms, mean {statistics.mean(samples):.2f} ms"
