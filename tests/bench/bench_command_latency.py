@@ -58,9 +58,7 @@ def main() -> None:
                     started = time.perf_counter()
                     emulator.send_command(device, "set", {"reqId": req, "v": n})
                     emulator.wait_for_events(
-                        device="lat-1",
-                        event="cmdResult",
-                        predicate=lambda e, req=req: e.data.get("reqId") == req,
+                        device="lat-1", event="cmdResult", predicate=_answers(req)
                     )
                     if n >= 20:  # warm-up excluded
                         samples.append((time.perf_counter() - started) * 1000)
