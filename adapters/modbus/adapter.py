@@ -16,7 +16,7 @@ from edged.adapters.base import Adapter, AdapterContext, DeviceSpec, ReadingSink
 from edged.adapters.modbus.config import BusConfig, DeviceConfig, Settings, resolve_bus
 from edged.adapters.modbus.device import DevicePoller
 from edged.adapters.modbus.link import LineDownError, Link, quiet_pymodbus_logging
-from edged.adapters.modbus.scheduler import BusScheduler
+from edged.adapters.modbus.scheduler import BusScheduler, raise_if_cancelled
 from edged.backoff import Backoff
 from edged.errors import CommandFailed, CommandUnsupported
 from edged.model import Command, DeviceState, JSONValue
@@ -49,6 +49,7 @@ class ModbusLine(Adapter):
         )
         failing = False
         while True:
+            raise_if_cancelled()
             link = Link(
                 self.url,
                 timeout=self.bus.timeout,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,11 +77,13 @@ if _IGNORE_MISSING not in _SERVER_PARAMS:
 # --------------------------------------------------------------------------------------- client
 
 
-def make_client(url: BusUrl, connect_timeout: float) -> Any:
+def make_client(
+    url: BusUrl, connect_timeout: float, on_receive: Callable[[], None] | None = None
+) -> Any:
     """An unconnected async client for ``url``; pymodbus's own retries and reconnects are off.
 
     ``connect_timeout`` also bounds pymodbus's own response wait; the link enforces its shorter
-    per-request timeouts itself.
+    per-request timeouts itself. ``on_receive`` is called whenever bytes arrive.
     """
     common: dict[str, Any] = {
         "timeout": connect_timeout,
@@ -89,6 +91,14 @@ def make_client(url: BusUrl, connect_timeout: float) -> Any:
         "reconnect_delay": 0,
         "name": str(url),
     }
+    if on_receive is not None:
+
+        def trace_packet(sending: bool, data: bytes) -> bytes:
+            if not sending:
+                on_receive()
+            return data
+
+        common["trace_packet"] = trace_packet
     if url.is_serial:
         return AsyncModbusSerialClient(
             url.path,

@@ -22,12 +22,12 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from edged.adapters.base import DeviceSpec, ReadingSink
-from edged.adapters.modbus.codec import DataType, decode, scale_value
+from edged.adapters.modbus.codec import DataType, make_decoder, make_scaler
 from edged.adapters.modbus.commands import WritePlan, plan_write
 from edged.adapters.modbus.config import BusConfig, DeviceConfig, PointConfig
 from edged.adapters.modbus.link import (
@@ -57,6 +57,7 @@ class _Point:
     name: str
     config: PointConfig
     interval: float
+    convert: Callable[[Sequence[Any]], JSONValue]
     next_due: float = 0.0
     break_before: bool = False  # learned: a read must start at this point
     error: int | None = None  # the exception code while refused
@@ -91,9 +92,12 @@ class DevicePoller:
             section.max_registers, section.max_bits, section.max_gap, section.max_bit_gap
         )
         self.points = {
-            name: _Point(name, point, point.interval or section.interval)
+            name: _Point(name, point, point.interval or section.interval, self._converter(point))
             for name, point in section.points.items()
         }
+        self._all_points = list(self.points.values())
+        self._all_names = frozenset(self.points)
+        self._uniform = all(point.config.interval is None for point in self._all_points)
         self.next_due = 0.0
         self.answering: bool | None = None  # None until the first answer or silence
         probe = max(section.interval, _MIN_PROBE_DELAY)
@@ -142,16 +146,20 @@ class DevicePoller:
 
     def full_plan(self) -> list[Block]:
         """The plan when every point is due (what one full cycle costs)."""
-        return self.plan(frozenset(self.points))
+        return self.plan(self._all_names)
 
     def start_cycle(self, now: float) -> None:
         """Begin a cycle: plan the due points, or one probe request while the device is silent."""
         interval = self.config.interval
-        slack = interval / 2
-        self._due = [p for p in self.points.values() if p.next_due <= now + slack]
-        for point in self._due:
-            point.next_due = now + point.interval
-        blocks = self.plan(frozenset(p.name for p in self._due))
+        if self._uniform:
+            self._due = self._all_points
+            blocks = self.plan(self._all_names)
+        else:
+            slack = interval / 2
+            self._due = [p for p in self.points.values() if p.next_due <= now + slack]
+            for point in self._due:
+                point.next_due = now + point.interval
+            blocks = self.plan(frozenset(p.name for p in self._due))
         self._probing = self.answering is False
         if self._probing:
             self._pending = deque(blocks[:1])
@@ -275,28 +283,27 @@ class DevicePoller:
         for item in block.items:
             point = self.points[item.name]
             offset = item.address - block.address
-            self._values[item.name] = self._decode(
-                point.config, values[offset : offset + item.size]
-            )
+            self._values[item.name] = point.convert(values[offset : offset + item.size])
             if point.error is not None:
                 log.info("%s: point %s reads again", self.label, item.name)
                 point.error = None
 
-    def _decode(self, config: PointConfig, raw_values: list[Any]) -> JSONValue:
+    def _converter(self, config: PointConfig) -> Callable[[Sequence[Any]], JSONValue]:
+        """The function turning the point's raw registers (or bit) into its reported value."""
         data_type = config.data_type
         if data_type is DataType.BOOL:
-            return bool(raw_values[0])
-        raw = decode(
-            raw_values,
+            return lambda bits: bool(bits[0])
+        decoder = make_decoder(
             data_type,
             word_order=self.config.word_order_of(config),
             byte_order=self.config.byte_order_of(config),
             bit=config.bit or 0,
             width=config.width,
         )
-        if isinstance(raw, str | bool) or not config.numeric:
-            return raw
-        return scale_value(raw, config.scale, config.offset, config.decimals)
+        if not config.numeric:
+            return decoder
+        scaler = make_scaler(config.scale, config.offset, config.decimals)
+        return lambda registers: scaler(decoder(registers))  # type: ignore[arg-type]
 
     def _refused(self, block: Block, code: int) -> None:
         if code in _NOT_HERE and len(block.items) > 1:

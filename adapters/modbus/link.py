@@ -110,6 +110,7 @@ class Link:
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._quiet_until = 0.0
+        self._last_byte = 0.0
 
     @property
     def connected(self) -> bool:
@@ -119,9 +120,10 @@ class Link:
     async def connect(self) -> None:
         """Open the port or connection; raises :class:`LineDownError` saying why not."""
         self.close()
-        self._client = compat.make_client(self.url, self.connect_timeout)
+        self._client = compat.make_client(self.url, self.connect_timeout, self._received)
         try:
-            ok = await asyncio.wait_for(self._client.connect(), self.connect_timeout + 1.0)
+            async with asyncio.timeout(self.connect_timeout + 1.0):
+                ok = await self._client.connect()
         except (TimeoutError, OSError, compat.ModbusException) as exc:
             self.close()
             raise LineDownError(
@@ -237,10 +239,12 @@ class Link:
                 frame_bytes
             )
             self.stats.transactions += 1
+            sent = time.monotonic()
             try:
-                response = await asyncio.wait_for(
-                    compat.call(self._client, function, address, unit=unit, **arguments), limit
-                )
+                async with asyncio.timeout(limit):
+                    response = await compat.call(
+                        self._client, function, address, unit=unit, **arguments
+                    )
             except TimeoutError:
                 compat.discard_pending_response(self._client)
                 silence = NoResponseError(
@@ -252,12 +256,16 @@ class Link:
             except compat.ModbusException as exc:
                 self._lost_or(BadResponseError(f"unusable answer from unit {unit}: {exc}"))
             finally:
-                self._quiet_until = time.monotonic() + self.frame_delay
+                # The silence counts from the last byte heard (or sent, when nothing came).
+                self._quiet_until = max(self._last_byte, sent) + self.frame_delay
         code = compat.exception_code(response)
         if code is not None:
             self.stats.refusals += 1
             raise RefusedError(code)
         return response
+
+    def _received(self) -> None:
+        self._last_byte = time.monotonic()
 
     def _lost_or(self, error: NoResponseError | BadResponseError) -> NoReturn:
         """Raise :class:`LineDownError` if the connection went away meanwhile, else ``error``."""

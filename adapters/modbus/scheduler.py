@@ -29,6 +29,18 @@ from edged.adapters.modbus.link import (
 from edged.errors import CommandFailed
 
 
+def raise_if_cancelled() -> None:
+    """Honour a cancellation that a library swallowed.
+
+    Python 3.11's ``asyncio.wait_for`` (which pymodbus uses for every request) returns the
+    result instead of raising when the cancellation arrives just as the answer does; the
+    request stays counted in ``Task.cancelling()``, so the runner checks it each turn.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass
 class _WriteJob:
     device: DevicePoller
@@ -62,6 +74,7 @@ class BusScheduler:
         self._link = link
         try:
             while True:
+                raise_if_cancelled()
                 if self._writes:
                     await self._write(link, self._writes.popleft())
                     continue
@@ -117,7 +130,8 @@ class BusScheduler:
         self._wake.clear()
         delay = max(0.0, min(dues) - now) if dues else None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
 
     async def _write(self, link: Link, job: _WriteJob) -> None:
         if job.future.done():  # the caller gave up meanwhile

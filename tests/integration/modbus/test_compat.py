@@ -83,8 +83,12 @@ async def test_a_missing_unit_is_silent(
 async def test_a_late_answer_does_not_break_the_connection() -> None:
     """pymodbus 3.8 drops the connection when an answer arrives for a cancelled request."""
     first = asyncio.Event()
+    handlers: set[asyncio.Task[None]] = set()
 
     async def slow_device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
         try:
             while header := await reader.readexactly(7):
                 body = await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
@@ -110,6 +114,9 @@ async def test_a_late_answer_does_not_break_the_connection() -> None:
             assert await link.read("holding", 1, 0, 1) == [42]
     finally:
         server.close()
+        for handler in handlers:
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 
@@ -12,6 +13,7 @@ from edged.adapters.base import AdapterContext
 from edged.adapters.modbus import compat
 from edged.adapters.modbus.adapter import ModbusLine, create_adapters
 from edged.adapters.modbus.config import Settings
+from edged.adapters.modbus.link import Link
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
 from edged.model import Command, DeviceIdentity, DeviceState
 from tests.integration.modbus.helpers import RecordingSink, bus, running, spec
@@ -392,3 +394,36 @@ async def test_create_adapters_groups_devices_by_line(
     assert isinstance(first, ModbusLine)
     assert first.bus.timeout == 0.2
     assert logging.getLogger("pymodbus").level == logging.CRITICAL
+
+
+async def test_a_cancellation_arriving_with_an_answer_stops_the_line(
+    units: Units, tcp_server: compat.EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel lands after the answer completed pymodbus's future but before its
+    ``wait_for`` resumed: Python 3.11 then returns the answer and drops the cancellation."""
+    units[1] = compat.EmulatedUnit(holding={0: 1})
+    url = url_of(tcp_server)
+    line = ModbusLine(
+        bus(url), [spec("m1", url=url, unit=1, interval=0, points={"a": {"address": 0}})]
+    )
+    sink = RecordingSink()
+    task = asyncio.create_task(line.run(sink))
+    received = Link._received
+    answers = 0
+
+    def cancel_on_fifth_answer(link: Link) -> None:
+        nonlocal answers
+        received(link)
+        answers += 1
+        if answers == 5:
+            asyncio.get_running_loop().call_soon(task.cancel)
+
+    monkeypatch.setattr(Link, "_received", cancel_on_fifth_answer)
+    done, _ = await asyncio.wait({task}, timeout=2)
+    if task not in done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        pytest.fail("the line ignored its cancellation")
+    assert task.cancelled()
+    assert len(sink.readings) >= 4

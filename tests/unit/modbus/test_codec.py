@@ -18,6 +18,8 @@ from edged.adapters.modbus.codec import (
     decode,
     encode,
     integer_range,
+    make_decoder,
+    make_scaler,
     registers_to_bytes,
     scale_value,
     unscale_value,
@@ -200,3 +202,30 @@ def test_scaling_round_trips_for_decimal_scales(raw: int) -> None:
         value = scale_value(raw, scale, 3.0)
         assert value is not None
         assert unscale_value(value, DataType.INT16, scale, 3.0) == raw
+
+
+@given(
+    data_type=st.sampled_from([t for t in DataType if t is not DataType.BOOL]),
+    registers=st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
+    word=orders,
+    byte=orders,
+    bit=st.integers(0, 15),
+    width=st.integers(1, 16),
+)
+def test_prepared_decoders_agree_with_decode(
+    data_type: DataType, registers: list[int], word: Order, byte: Order, bit: int, width: int
+) -> None:
+    width = min(width, 16 - bit)
+    size = REGISTER_COUNT.get(data_type, 4)
+    regs = registers[:size]
+    expected = decode(regs, data_type, word_order=word, byte_order=byte, bit=bit, width=width)
+    got = make_decoder(data_type, word_order=word, byte_order=byte, bit=bit, width=width)(regs)
+    assert type(got) is type(expected)
+    assert got == expected or (got != got and expected != expected)  # NaN equals NaN here
+
+
+def test_prepared_scalers() -> None:
+    assert make_scaler()(7) == 7
+    assert make_scaler()(float("nan")) is None
+    assert make_scaler(0.1)(215) == 21.5
+    assert make_scaler(0.01, 1, 1)(3) == 1.0
