@@ -4,8 +4,9 @@ A *cycle* reads every due point once, as one planned block after another; the sc
 one block per turn (:meth:`DevicePoller.step`) so that devices on one line take turns. At the
 end of a cycle :meth:`DevicePoller.finish_cycle` builds the reading.
 
-Health: the first silence (no answer after the retries) marks the device silent, drops the rest
-of its cycle and starts probing: one request, no retries, after a backoff delay that doubles up
+Health: the first silence (no answer after the retries) marks the device silent (reported as
+OFFLINE through the sink, which logs the transition once), drops the rest of its cycle and
+starts probing: one request, no retries, after a backoff delay that doubles up
 to ``quarantine_max``. A silent device therefore costs at most one timeout per probe and
 probes come at most once per poll interval. The first answer restores full polling.
 
@@ -85,7 +86,8 @@ class DevicePoller:
         self.unit = spec.section.unit
         self.timeout = spec.section.timeout or bus.timeout
         self.retries = bus.retries
-        self.label = f"{spec.identity} (unit {self.unit} on {bus.parsed_url})"
+        self.url = bus.parsed_url
+        self.label = f"{spec.identity} (unit {self.unit} on {self.url})"
         self._clock = clock
         section = spec.section
         self.limits = Limits(
@@ -331,8 +333,9 @@ class DevicePoller:
         self._pending.extendleft(reversed(plan_reads(points, self.limits)))
 
     def _answered(self) -> None:
+        # Health changes are reported through the sink, which logs each transition once.
         if self.answering is False:
-            log.info("%s answers again", self.label)
+            log.debug("%s answers again", self.label)
         if not self.answering:
             self._probe_backoff.reset()
             self._bad_summary = ""
@@ -345,8 +348,8 @@ class DevicePoller:
 
     def _silent(self, error: LinkError) -> None:
         if self.answering is not False:
-            log.warning("%s does not answer (%s); probing it with backoff", self.label, error)
-            self._set_state(DeviceState.OFFLINE, f"no answer: {error}")
+            log.debug("%s does not answer (%s); probing it with backoff", self.label, error)
+            self._set_state(DeviceState.OFFLINE, f"{error} ({self.url}); probing with backoff")
         else:
             log.debug("%s still silent: %s", self.label, error)
         self.answering = False
