@@ -9,8 +9,9 @@ Nothing else in edged imports pymodbus. The differences bridged here:
   (``validate``, ``async_getValues(fc, address, count)``), newer ones (3.16) call
   ``context.async_getValues(unit, fc, address, count)`` and turn their own datastore classes
   into a simulator copy that tests cannot reach;
-* a late answer after a cancelled transaction: 3.8 sets the result of the cancelled future
-  (``InvalidStateError`` closes the connection), later releases ignore it.
+* a late answer to a request given up on: 3.8 resolves whatever future is current and then
+  fails on the next answer (``InvalidStateError`` closes the connection), later releases
+  check; :func:`make_client` installs the check on every release.
 
 Always passed as keywords: ``count=``, ``framer=``. The client's own retries and reconnects are
 switched off; :mod:`edged.adapters.modbus.link` does both with the bus's settings.
@@ -54,7 +55,6 @@ __all__ = [
     "ModbusException",
     "ModbusIOException",
     "call",
-    "discard_pending_response",
     "exception_code",
     "make_client",
     "serve_serial",
@@ -99,8 +99,9 @@ def make_client(
             return data
 
         common["trace_packet"] = trace_packet
+    client: Any
     if url.is_serial:
-        return AsyncModbusSerialClient(
+        client = AsyncModbusSerialClient(
             url.path,
             framer=FramerType.RTU,
             baudrate=url.baudrate,
@@ -109,8 +110,11 @@ def make_client(
             stopbits=url.stopbits,
             **common,
         )
-    framer = FramerType.RTU if url.rtu_framing else FramerType.SOCKET
-    return AsyncModbusTcpClient(url.host, port=url.port, framer=framer, **common)
+    else:
+        framer = FramerType.RTU if url.rtu_framing else FramerType.SOCKET
+        client = AsyncModbusTcpClient(url.host, port=url.port, framer=framer, **common)
+    _absorb_stray_answers(client)
+    return client
 
 
 async def call(client: Any, function: str, address: int, *, unit: int, **arguments: Any) -> Any:
@@ -130,17 +134,24 @@ def exception_code(response: Any) -> int | None:
     return None
 
 
-def discard_pending_response(client: Any) -> None:
-    """Make a late answer to a transaction we cancelled harmless.
+def _absorb_stray_answers(client: Any) -> None:
+    """Give an answer that nobody waits for a future of its own.
 
-    The transaction manager keeps the future of the last request; after a cancellation it is
-    done, and pymodbus 3.8 would call ``set_result`` on it when the late answer arrives, which
-    raises inside ``data_received`` and drops the connection. A fresh future absorbs it.
+    The transaction manager resolves its ``response_future`` with whatever frame arrives.
+    After a request was given up on (timed out, cancelled) its late answer can land on the
+    next request's future, and that request's own answer then finds the future done:
+    pymodbus 3.8 calls ``set_result`` anyway, which raises inside ``data_received`` and makes
+    asyncio drop the connection (newer releases check first and log a warning).
     """
-    manager = getattr(client, "ctx", None)
-    future = getattr(manager, "response_future", None)
-    if future is not None and future.done():
-        manager.response_future = asyncio.get_running_loop().create_future()  # type: ignore[union-attr]
+    manager = client.ctx
+    deliver = manager.callback_data
+
+    def callback_data(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        if manager.response_future.done():
+            manager.response_future = asyncio.get_running_loop().create_future()
+        return int(deliver(data, addr=addr))
+
+    manager.callback_data = callback_data
 
 
 # ------------------------------------------------------------------------------- test emulator

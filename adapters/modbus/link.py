@@ -246,7 +246,6 @@ class Link:
                         self._client, function, address, unit=unit, **arguments
                     )
             except TimeoutError:
-                compat.discard_pending_response(self._client)
                 silence = NoResponseError(
                     f"no answer from unit {unit} within {limit * 1000:.0f} ms"
                 )

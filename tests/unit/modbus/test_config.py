@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
+import yaml
 
 from edged.adapters.modbus.codec import DataType
-from edged.adapters.modbus.config import BusConfig, DeviceConfig, Settings, resolve_bus
-from edged.config import Config, load_config_text
+from edged.adapters.modbus.config import (
+    BusConfig,
+    CommandConfig,
+    DeviceConfig,
+    PointConfig,
+    Settings,
+    resolve_bus,
+)
+from edged.config import Config, load_config, load_config_text
 from edged.errors import ConfigError
 
 pytestmark = pytest.mark.modbus
@@ -324,3 +333,27 @@ def test_bus_frame_delay() -> None:
     assert BusConfig(url="rtu:///dev/ttyS0?baudrate=115200").frame_delay == 0.00175
     delayed = BusConfig.model_validate({"url": "rtu:///dev/ttyS0", "inter_frame_delay": "10ms"})
     assert delayed.frame_delay == 0.01
+
+
+def _keys(node: object, into: set[str]) -> set[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            into.add(str(key))
+            _keys(value, into)
+    elif isinstance(node, list):
+        for item in node:
+            _keys(item, into)
+    return into
+
+
+def test_the_example_config_is_valid_and_shows_every_option() -> None:
+    example = Path(__file__).resolve().parents[3] / "config" / "examples" / "modbus.yaml"
+    config = load_config(str(example))
+    assert {d.adapter for d in config.devices} == {"modbus"}
+    data = yaml.safe_load(example.read_text())
+    shown = _keys(data["adapters"]["modbus"], set())
+    for device in data["devices"]:
+        _keys(device["modbus"], shown)
+    for model in (Settings, BusConfig, DeviceConfig, PointConfig, CommandConfig):
+        missing = set(model.model_fields) - shown
+        assert not missing, f"{model.__name__} options missing from the example: {missing}"
