@@ -225,6 +225,9 @@ class Bridge:
             return handler(command)
         adapter = self.owners.get(command.device)
         if adapter is None:
+            status = self.states.get(command.device)
+            if status is not None:  # configured, but its adapter could not be loaded
+                raise CommandFailed(f"device {command.device} is down: {status.detail}")
             raise CommandUnsupported(f"device {command.device} is not attached to this gateway")
         lock = self._device_locks.setdefault(command.device, asyncio.Lock())
         async with lock:  # one command at a time per device, in arrival order

@@ -122,3 +122,16 @@ async def test_state_transitions_are_tracked() -> None:
     bridge.set_state(DEV, DeviceState.OFFLINE, "no answer")
     bridge.set_state(DEV, DeviceState.ONLINE)
     assert bridge.device_counts() == {"starting": 0, "online": 1, "offline": 0, "down": 0}
+
+
+async def test_commands_for_a_device_whose_adapter_is_unavailable_fail_clearly() -> None:
+    bridge, _ = _bridge()
+    orphan = DeviceIdentity("ble", "tag-1")
+    bridge.set_state(orphan, DeviceState.DOWN, "adapter ble unavailable: No module named 'bleak'")
+    bridge.handle_command_message(topics.CommandTopic(orphan, "write", "json"), b"{}")
+    body = await _result(bridge)
+    assert body["status"] == "failed"
+    assert (
+        body["error"]
+        == "device ble/tag-1 is down: adapter ble unavailable: No module named 'bleak'"
+    )
