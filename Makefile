@@ -1,9 +1,9 @@
 # Thin aliases; scripts/dev does the work (and installs what it needs).
 .PHONY: demo test lint bench
 demo:
-	scripts/dev demo
+	scripts/demo
 test:
-	scripts/dev test
+	scripts/test
 lint:
 	scripts/dev lint
 bench:
