@@ -70,7 +70,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(prog="edged", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="edged", description="edged: gateway edge daemon for Watson IoT / Maximo IoT"
+    )
     parser.add_argument("--version", action="version", version=f"edged {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -15,14 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
 from edged import topics
-from edged.emulator.emulator import EmulatorError, PlatformEmulator
-from edged.emulator.records import Record
-from edged.emulator.render import Renderer, format_summary, use_color
+
+if TYPE_CHECKING:
+    from edged.emulator.records import Record
+    from edged.emulator.render import Renderer
 from edged.model import DeviceIdentity
 
 EX_OK = 0
@@ -100,6 +101,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run the watcher until interrupted; exit code 0, or 66/69 when it cannot start."""
+    # Imported here so that `edged run` (which builds this parser) never loads the emulator.
+    from edged.emulator.emulator import EmulatorError, PlatformEmulator
+    from edged.emulator.render import Renderer, format_summary, use_color
+
     try:
         password = args.password_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
