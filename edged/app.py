@@ -44,6 +44,8 @@ class Gateway:
         self.started = time.monotonic()
         self.adapters: list[Adapter] = []
         self._unavailable: dict[str, str] = {}
+        self.notify_counts: dict[str, int] = {}  # notify messages per "type/id"
+        self._notified: set[tuple[str, str]] = set()
         self._build_adapters()
         self.bridge = Bridge(
             config.gateway,
@@ -115,8 +117,14 @@ class Gateway:
             log.warning("platform notify message is not a JSON object")
             return
         where = f"{body.get('Type', '?')}/{body.get('Id', '?')}"
-        log.warning(
-            "platform refused a %s for %s: %s (RC %s, topic %s)",
+        problem = (where, str(body.get("Message")))
+        self.notify_counts[where] = self.notify_counts.get(where, 0) + 1
+        # The platform may send one notify per dropped message: log each problem once.
+        level = logging.DEBUG if problem in self._notified else logging.WARNING
+        self._notified.add(problem)
+        log.log(
+            level,
+            "platform refused a %s for %s: %s (RC %s, topic %s); repeats are counted in status",
             body.get("Request", "request"),
             where,
             body.get("Message", "no message"),
@@ -146,6 +154,7 @@ class Gateway:
                 + self.bridge.counters["oversize_refused"],
             },
             "counters": dict(self.bridge.counters),
+            "notify": dict(self.notify_counts),
             "adapters": {
                 adapter.name: {
                     "failing": self.supervisor.health[adapter.name].failing,

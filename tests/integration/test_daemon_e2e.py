@@ -284,3 +284,24 @@ def test_mqtt5_session_carries_events_and_commands(
     # mosquitto logs "as <client id> (p5, c0, ...)": protocol 5, no clean start
     assert re.search(r"as g:testorg:test-gw:gw-0001 \(p5, c0,", broker.log())
     assert emulator.violations == []
+
+
+def test_platform_notify_is_logged_once_and_counted(
+    tmp_path: Path, broker: Broker, emulator: PlatformEmulator
+) -> None:
+    device = DeviceIdentity("sim", "s-n")
+    with running_daemon(write_config(tmp_path, broker, [_sim("s-n", interval=0.5)])) as daemon:
+        emulator.wait_for_events(device="s-n")
+        for _ in range(3):
+            emulator.publish_notify(GW, device=device, message="Device type is not valid.")
+        daemon.wait_for_output(r"WARNING .*platform refused a publish for sim/s-n: Device type")
+        emulator.send_command(GW, "status", {"reqId": "n"})
+        deadline = time.monotonic() + 5
+        while (counts := _result(emulator, GW.device_id, "n")["d"]["notify"]) != {"sim/s-n": 3}:
+            assert time.monotonic() < deadline, counts
+            emulator.clear()
+            emulator.send_command(GW, "status", {"reqId": "n"})
+    warnings = [
+        line for line in daemon.output.splitlines() if "WARNING" in line and "refused a" in line
+    ]
+    assert len(warnings) == 1, warnings
