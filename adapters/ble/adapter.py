@@ -151,7 +151,7 @@ class BleController(Adapter):
         if target.link is None:
             self.set_state(target, DeviceState.ONLINE)
         if decoded is not None:
-            for kind in [kind for kind in target.problems.streaks if kind.startswith("advert ")]:
+            for kind in [kind for kind in target.problems.failing if kind.startswith("advert ")]:
                 target.problems.ok(kind)
             target.values.update(decoded.values)
         elif target.decoder.has_sources or target.link is not None:

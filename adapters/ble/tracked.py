@@ -9,8 +9,8 @@ from edged.adapters.base import DeviceSpec
 from edged.adapters.ble.advert import AdvertDecoder
 from edged.adapters.ble.config import DeviceConfig
 from edged.adapters.ble.gate import ReportGate
-from edged.adapters.ble.problems import Problems
 from edged.model import DeviceIdentity, DeviceState, JSONValue
+from edged.problems import ProblemLog
 
 if TYPE_CHECKING:
     from edged.adapters.ble.gatt import GattLink
@@ -39,7 +39,7 @@ class Tracked:
         self.ble_device: Any = None
         """bleak's BLEDevice from the latest advert (what a connection needs)."""
         self.state: tuple[DeviceState, str] | None = None
-        self.problems = Problems(log, str(self.identity))
+        self.problems = ProblemLog(log, str(self.identity), quiet=0.0)
         self.link: GattLink | None = None
 
     def snapshot(self) -> dict[str, JSONValue]:

@@ -38,11 +38,11 @@ from edged.adapters.serial.parsers import (
     describe_frame,
 )
 from edged.adapters.serial.port import PortError, PortLostError, SerialLink
-from edged.adapters.serial.problems import ProblemLog
 from edged.adapters.serial.templates import Template
 from edged.backoff import Backoff
 from edged.errors import CommandFailed, CommandUnsupported
 from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, Reading
+from edged.problems import ProblemLog
 
 log = logging.getLogger("edged.adapters.serial")
 

@@ -117,7 +117,7 @@ async def _adapter(devices: int, seconds: float, *, every: bool) -> Measured:
         adverts=scanner.adverts - start_adverts,
         cpu=time.process_time() - start_cpu,
         readings=sink.readings - start_readings,
-        errors=sum(sum(t.problems.total.values()) for t in runner.targets),
+        errors=sum(sum(t.problems.counts.values()) for t in runner.targets),
     )
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -168,9 +168,7 @@ async def test_vanishing_characteristic_and_refused_connections(
             lambda: "connect failed" in (sink.state_of(device) or (None, ""))[1],
             "refused connection",
         )
-        await sink.wait_for(
-            lambda: runner.targets[0].problems.streaks.get("connect", 0) >= 3, "retries"
-        )
+        await sink.wait_for(lambda: runner.targets[0].problems.streak("connect") >= 3, "retries")
         bluez.control.SetConnectError(peripheral.path, "")
         await sink.wait_for(
             lambda: sink.state_of(device) == (DeviceState.ONLINE, "connected"), "connection"
@@ -178,7 +176,7 @@ async def test_vanishing_characteristic_and_refused_connections(
 
         bluez.control.RemoveGattCharacteristic(peripheral.humidity)
         await sink.wait_for(
-            lambda: runner.targets[0].problems.streaks.get(f"characteristic {HUMIDITY}", 0) >= 2,
+            lambda: runner.targets[0].problems.streak(f"characteristic {HUMIDITY}") >= 2,
             "failed reads",
         )
         bluez.control.SetValue(peripheral.temperature, (2001).to_bytes(2, "little"))
