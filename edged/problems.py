@@ -1,8 +1,9 @@
-"""Counting bad input and logging it once per state change.
+"""Counting failures and logging them once per state change, for any adapter.
 
-The first failure of a kind logs a WARNING and later ones DEBUG. A kind counts as recovered
-(logged at INFO with how many failed) at the first success after ``quiet`` seconds without a
-failure of that kind, so a receiver with one bad sentence in ten does not log twice a minute.
+The first failure of a kind logs a WARNING (or the level given) and later ones DEBUG. A kind
+counts as recovered (logged at INFO with how many failed) at the first success after ``quiet``
+seconds without a failure of that kind, so a receiver with one bad sentence in ten does not log
+twice a minute; ``quiet=0`` recovers at the first success.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ RECOVERY_QUIET = 60.0
 
 
 class ProblemLog:
-    """Per-kind failure counters for one device, with transition-only logging."""
+    """Per-kind failure counters for one subject (a device, a port, a controller)."""
 
     def __init__(
         self,
@@ -58,3 +59,8 @@ class ProblemLog:
                 self.logger.info(
                     "%s: %s recovered after %d failure(s)", self.name, kind, int(streak[0])
                 )
+
+    def streak(self, kind: str) -> int:
+        """Failures of ``kind`` in its current streak (0 when it is not failing)."""
+        current = self.failing.get(kind)
+        return 0 if current is None else int(current[0])

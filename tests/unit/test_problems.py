@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from edged.adapters.serial.problems import ProblemLog
+from edged.problems import ProblemLog
 
 pytestmark = pytest.mark.serial
 
