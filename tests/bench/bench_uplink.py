@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from edged.config import Secret
-from edged.uplink import Uplink, UplinkSettings
+from edged.uplink import Uplink
 from tests.support.broker import APP_USER, GATEWAY_USER, Broker, TestCA
+from tests.support.uplink_settings import settings_for_port
 
 INFLIGHT = 100
 BARE = "bare paho (loop_start)"
@@ -98,15 +98,10 @@ def bare_paho(broker: Broker, topic: str, n: int, qos: int) -> tuple[float, floa
 def uplink(
     broker: Broker, topic: str, n: int, qos: int, *, on_publish: bool = False
 ) -> tuple[float, float]:
-    settings = UplinkSettings(
+    settings = replace(
+        settings_for_port(broker.port, token=broker.gateway_token),
         client_id="g:bench:gw:uplink",
         host=broker.host,
-        port=broker.port,
-        username=GATEWAY_USER,
-        password=Secret(broker.gateway_token),
-        tls=False,
-        ca_file=None,
-        mqtt_version="3.1.1",
         persistent_session=False,
         session_expiry=0,
         keepalive=60,
@@ -116,6 +111,7 @@ def uplink(
         refused_initial=1,
         refused_max=2,
         max_inflight=INFLIGHT,
+        stable_after=10.0,
     )
 
     async def main() -> tuple[float, float]:

@@ -13,11 +13,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edged.config import Secret
 from edged.uplink import IncomingMessage, Uplink, UplinkSettings
-from tests.support.broker import APP_USER, GATEWAY_USER, Broker
+from tests.support.broker import APP_USER, Broker
+from tests.support.uplink_settings import settings_for_port
 
-CLIENT_ID = "g:testorg:test-gw:gw-0001"
 COMMANDS = "iot-2/type/test-gw/id/gw-0001/cmd/+/fmt/+"
 EVENTS = "iot-2/type/test-gw/id/gw-0001/evt/+/fmt/+"
 
@@ -34,30 +33,6 @@ def settings_for(broker: Broker, **overrides: Any) -> UplinkSettings:
     """Plain TCP to ``broker`` with short timings suited to tests."""
     base = settings_for_port(broker.port, token=broker.gateway_token)
     return replace(base, **overrides)
-
-
-def settings_for_port(port: int, token: str = "token-for-tests") -> UplinkSettings:
-    """Plain TCP to ``127.0.0.1:port`` with short timings suited to tests."""
-    return UplinkSettings(
-        client_id=CLIENT_ID,
-        host="127.0.0.1",
-        port=port,
-        username=GATEWAY_USER,
-        password=Secret(token),
-        tls=False,
-        ca_file=None,
-        mqtt_version="3.1.1",
-        persistent_session=True,
-        session_expiry=3600,
-        keepalive=30,
-        connect_timeout=3,
-        reconnect_initial=0.05,
-        reconnect_max=0.4,
-        refused_initial=0.1,
-        refused_max=0.4,
-        max_inflight=50,
-        stable_after=2.0,
-    )
 
 
 async def eventually(

@@ -26,9 +26,9 @@ from tests.integration.uplink.helpers import (
     eventually,
     running,
     settings_for,
-    settings_for_port,
 )
 from tests.support.broker import Broker
+from tests.support.uplink_settings import settings_for_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,15 +15,14 @@ import pytest
 from edged.uplink import Uplink
 from edged.uplink.reasons import SESSION_TAKEN_OVER
 from tests.integration.uplink.helpers import (
-    CLIENT_ID,
     AppClient,
     Inbox,
     eventually,
     running,
     settings_for,
-    settings_for_port,
 )
 from tests.support.broker import GATEWAY_USER, Broker
+from tests.support.uplink_settings import CLIENT_ID, settings_for_port
 
 pytestmark = pytest.mark.integration
 

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
-from edged.config import Secret
 from edged.errors import PayloadTooLarge
 from edged.uplink import MAX_PAYLOAD, Uplink, UplinkClosedError, UplinkSettings
+from tests.support.uplink_settings import settings_for_port
 
 
 def _settings() -> UplinkSettings:
-    return UplinkSettings(
+    return replace(
+        settings_for_port(1, token="the-token"),
         client_id="g:o:t:i",
-        host="127.0.0.1",
-        port=1,
-        username="use-token-auth",
-        password=Secret("the-token"),
-        tls=False,
-        ca_file=None,
-        mqtt_version="3.1.1",
-        persistent_session=True,
         session_expiry=60,
-        keepalive=30,
         connect_timeout=1,
         reconnect_initial=1,
         reconnect_max=2,
         refused_initial=1,
         refused_max=2,
         max_inflight=10,
+        stable_after=10.0,
     )
 
 
