@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from edged import topics
+from edged.emulator import grammar
 
 if TYPE_CHECKING:
     from edged.emulator.records import Record
@@ -49,11 +49,11 @@ def parse_command_spec(text: str) -> CommandSpec:
     target, _, rest = text.partition(":")
     command, _, body = rest.partition(":")
     type_id, _, device_id = target.partition("/")
-    if not (topics.is_valid_id(type_id) and topics.is_valid_id(device_id)):
+    if not (grammar.is_valid_id(type_id) and grammar.is_valid_id(device_id)):
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected TYPE/ID:COMMAND[:JSON] with valid type and device ids"
         )
-    if not topics.is_valid_name(command):
+    if not grammar.is_valid_level(command):
         raise argparse.ArgumentTypeError(f"{text!r}: {command!r} is not a valid command name")
     try:
         data = orjson.loads(body) if body.strip() else {}

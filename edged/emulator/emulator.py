@@ -30,8 +30,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edged import topics
-from edged.emulator import dmrules, notify, rules
+from edged.emulator import dmrules, grammar, notify, rules
 from edged.emulator.answers import Answer, AnswerPolicy
 from edged.emulator.records import (
     DeviceRecord,
@@ -132,7 +131,7 @@ class PlatformEmulator:
         self.host = host
         self.port = port
         self.org = org
-        self.client_id = topics.application_client_id(org, app_id)
+        self.client_id = grammar.application_client_id(org, app_id)
         self._username = username
         self._password = password
         self._tls_ca_file = str(tls_ca_file) if tls_ca_file is not None else None
@@ -360,7 +359,7 @@ class PlatformEmulator:
             )
             violations = list(checked.violations)
             parsed = checked.parsed
-            if checked.accepted and isinstance(parsed, topics.EventTopic):
+            if checked.accepted and isinstance(parsed, grammar.EventTopic):
                 event = ReceivedEvent(
                     parsed.device,
                     parsed.event,
@@ -375,7 +374,7 @@ class PlatformEmulator:
                 self._events.append(event)
                 self._registry.saw_event(event)
                 emitted.append(event)
-            elif checked.accepted and isinstance(parsed, topics.DMTopic):
+            elif checked.accepted and isinstance(parsed, grammar.DMTopic):
                 answer = self._receive_dm(
                     parsed,
                     topic=topic,
@@ -394,7 +393,7 @@ class PlatformEmulator:
 
     def _receive_dm(
         self,
-        parsed: topics.DMTopic,
+        parsed: grammar.DMTopic,
         *,
         topic: str,
         payload: bytes,
@@ -430,7 +429,7 @@ class PlatformEmulator:
         response_body: dict[str, Any] = {"rc": decision.rc, "reqId": req_id}
         if decision.message is not None:
             response_body["message"] = decision.message
-        response_topic = topics.dm_platform_topic(parsed.device, dmrules.RESPONSE)
+        response_topic = grammar.dm_platform_topic(parsed.device, dmrules.RESPONSE)
         response_payload = orjson.dumps(response_body)
         response = DMMessage(
             "down",
@@ -763,9 +762,9 @@ class PlatformEmulator:
             ValueError: ``command`` or ``fmt`` cannot be a topic level.
             EmulatorError: not connected, or the broker refused it.
         """
-        if not (topics.is_valid_name(command) and topics.is_valid_name(fmt)):
+        if not (grammar.is_valid_level(command) and grammar.is_valid_level(fmt)):
             raise ValueError(f"invalid command {command!r} or format {fmt!r}")
-        topic = topics.command_topic(device, command, fmt)
+        topic = grammar.command_topic(device, command, fmt)
         payload = _encode(data, fmt)
         decoded = data if not isinstance(data, bytes | bytearray | memoryview) else None
         sent = SentCommand(device, command, fmt, topic, payload, decoded, qos, time.time())
@@ -801,14 +800,14 @@ class PlatformEmulator:
             topic = self._default_notify_topic(device, request)
         body = notify.notify_body(
             topic=topic,
-            client_id=client_id or topics.gateway_client_id(self.org, gateway),
+            client_id=client_id or grammar.gateway_client_id(self.org, gateway),
             message=message,
             device=device,
             request=request,
             rc=rc,
             at=time.time(),
         )
-        notify_topic = topics.notify_topic(gateway)
+        notify_topic = grammar.notify_topic(gateway)
         sent = SentNotify(gateway, notify_topic, body, time.time())
         with self._cond:
             self._notifies.append(sent)
@@ -819,12 +818,12 @@ class PlatformEmulator:
 
     def _default_notify_topic(self, device: DeviceIdentity, request: str) -> str:
         if request == "subscribe":
-            return topics.command_filter(device)
+            return grammar.command_filter(device)
         record = self.device(device)
         if record is not None and record.last_events:
             latest = max(record.last_events.values(), key=lambda e: e.received_at)
             return latest.topic
-        return topics.event_topic(device, "event")
+        return grammar.event_topic(device, "event")
 
     def dm_publish(
         self, device: DeviceIdentity, suffix: str, body: Mapping[str, Any] | bytes, qos: int = 1
@@ -838,7 +837,7 @@ class PlatformEmulator:
         decoded = dict(body) if not isinstance(body, bytes) else None
         req_id = decoded.get("reqId") if decoded is not None else None
         req_id = req_id if isinstance(req_id, str) else None
-        topic = topics.dm_platform_topic(device, suffix)
+        topic = grammar.dm_platform_topic(device, suffix)
         message = DMMessage("down", device, suffix, topic, payload, decoded, req_id, time.time())
         with self._cond:
             self._dm_messages.append(message)

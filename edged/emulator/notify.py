@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from edged import codec
 from edged.model import DeviceIdentity
 
 # The documented error texts. No numeric RC values are documented for them (PROTOCOL.md §7.1).
@@ -32,7 +32,7 @@ def notify_body(
 ) -> dict[str, Any]:
     """The notify payload. ``Type`` and ``Id`` are left out when ``device`` is ``None``, as the
     platform does when the topic itself was invalid."""
-    body: dict[str, Any] = {"Request": request, "Time": codec.iso_time(at), "Topic": topic}
+    body: dict[str, Any] = {"Request": request, "Time": iso_time(at), "Topic": topic}
     if device is not None:
         body["Type"] = device.type_id
         body["Id"] = device.device_id
@@ -40,3 +40,8 @@ def notify_body(
     body["RC"] = rc
     body["Message"] = message
     return body
+
+
+def iso_time(at: float) -> str:
+    """``at`` (epoch seconds) in ISO 8601 UTC with milliseconds: ``2026-11-23T12:00:01.234Z``."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

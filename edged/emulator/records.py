@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeAlias
 
-from edged import topics
+from edged.emulator import grammar
 from edged.model import DeviceIdentity
 
 
@@ -34,7 +34,7 @@ class Publication:
     """
 
     topic: str
-    parsed: topics.EventTopic | topics.DMTopic | None
+    parsed: grammar.EventTopic | grammar.DMTopic | None
     payload: bytes
     data: Any
     qos: int

@@ -3,7 +3,8 @@
 :func:`check_publication` classifies a received message by its topic and lists every rule it
 breaks. Messages on platform-side topics (commands, notify, ``iotdm-1`` requests and answers)
 are not gateway publications and are not checked: an application (the emulator itself, or a test
-playing the platform) sends those.
+playing the platform) sends those. The grammar and limits are the emulator's own
+(:mod:`~edged.emulator.grammar`, :mod:`~edged.emulator.limits`), never the gateway's.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from edged import codec, topics
-from edged.emulator import dmrules
+import orjson
+
+from edged.emulator import dmrules, grammar, limits
 from edged.emulator.records import Violation
 
 RULE_TOPIC = "topic"
@@ -27,8 +29,8 @@ RULE_DM_SHAPE = dmrules.RULE_SHAPE
 RULE_DM_LIFETIME = dmrules.RULE_LIFETIME
 RULE_DM_REQID = "dm-reqid"
 
-MAX_PAYLOAD = codec.MAX_PAYLOAD
-MAX_GATEWAY_QOS = 1
+MAX_PAYLOAD = limits.MAX_PAYLOAD
+MAX_GATEWAY_QOS = limits.MAX_GATEWAY_QOS
 
 Kind: TypeAlias = Literal["event", "dm", "invalid", "platform"]
 _Add: TypeAlias = Callable[[str, str], None]
@@ -44,7 +46,7 @@ class Checked:
     """
 
     kind: Kind
-    parsed: topics.EventTopic | topics.DMTopic | None
+    parsed: grammar.EventTopic | grammar.DMTopic | None
     data: Any
     violations: tuple[Violation, ...]
 
@@ -60,9 +62,9 @@ def check_publication(
     topic: str, payload: bytes, qos: int, retain: bool, *, min_lifetime: int = 3600
 ) -> Checked:
     """Classify a message received on ``topic`` and check it against the platform's rules."""
-    parsed = topics.parse(topic)
-    if isinstance(parsed, topics.CommandTopic | topics.NotifyTopic) or (
-        isinstance(parsed, topics.DMTopic) and parsed.to_device
+    parsed = grammar.parse(topic)
+    if isinstance(parsed, grammar.CommandTopic | grammar.NotifyTopic) or (
+        isinstance(parsed, grammar.DMTopic) and parsed.to_device
     ):
         return Checked("platform", None, None, ())
     found: list[Violation] = []
@@ -72,17 +74,17 @@ def check_publication(
 
     if len(payload) > MAX_PAYLOAD:
         add(RULE_PAYLOAD_SIZE, f"{len(payload)} bytes is over the {MAX_PAYLOAD}-byte limit")
-    if retain:
+    if retain and not limits.RETAIN_ALLOWED:
         add(RULE_RETAIN, "retain flag set: the platform never stores a gateway's messages")
     if qos > MAX_GATEWAY_QOS:
         add(RULE_QOS, f"QoS {qos}: a managed gateway may publish at QoS 0 or 1")
 
     data: Any = None
     kind: Kind
-    if isinstance(parsed, topics.EventTopic):
+    if isinstance(parsed, grammar.EventTopic):
         kind = "event"
         data = _check_event_body(parsed.format, payload, add)
-    elif isinstance(parsed, topics.DMTopic) and parsed.suffix in dmrules.GATEWAY_SUFFIXES:
+    elif isinstance(parsed, grammar.DMTopic) and parsed.suffix in dmrules.GATEWAY_SUFFIXES:
         kind = "dm"
         data = _check_dm_body(parsed.suffix, payload, add, min_lifetime)
     else:
@@ -94,8 +96,8 @@ def check_publication(
 def decode_json(payload: bytes) -> tuple[Any, str | None]:
     """``(value, None)`` when ``payload`` is JSON, else ``(None, reason)``."""
     try:
-        return codec.decode_json(payload), None
-    except ValueError as exc:
+        return orjson.loads(payload), None
+    except orjson.JSONDecodeError as exc:
         return None, str(exc)
 
 
@@ -133,29 +135,35 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "number")
 
 
-def explain_topic(topic: str) -> str:
-    """Why ``topic`` is not a topic a gateway may publish on (for violation details).
+_ALLOWED = (
+    "a gateway publishes only iot-2/type/T/id/D/evt/E/fmt/F and iotdevice-1/type/T/id/D/<DM suffix>"
+)
 
-    Built on :func:`edged.topics.is_valid_id` / :func:`~edged.topics.is_valid_name`; the
-    grammar itself lives in :mod:`edged.topics`.
-    """
-    allowed = (
-        "a gateway publishes only iot-2/type/T/id/D/evt/E/fmt/F and "
-        "iotdevice-1/type/T/id/D/<DM suffix>"
-    )
+
+def explain_topic(topic: str) -> str:
+    """Why ``topic`` is not a topic a gateway may publish on (for violation details)."""
+    size = len(topic.encode("utf-8", "surrogatepass"))
+    if size > grammar.MAX_TOPIC_BYTES:
+        return f"topic of {size} bytes is over MQTT's {grammar.MAX_TOPIC_BYTES}"
+    if isinstance(grammar.parse(topic), grammar.DeviceStatusTopic | grammar.AppStatusTopic):
+        return f"not a gateway topic: mon is the platform's status topic; {_ALLOWED}"
     levels = topic.split("/")
     if len(levels) < 5 or levels[1] != "type" or levels[3] != "id":
-        return f"not a gateway topic: {allowed}"
+        return f"not a gateway topic: {_ALLOWED}"
+    return _explain_levels(levels) or f"not a gateway topic: {_ALLOWED}"
+
+
+def _explain_levels(levels: list[str]) -> str | None:
+    """The bad id, DM suffix, event or format in ``root/type/T/id/D/...``, if any."""
     for what, value in (("typeId", levels[2]), ("deviceId", levels[4])):
-        if not topics.is_valid_id(value):
-            return f"{what} {value!r} is not 1-{topics.MAX_ID_LENGTH} characters of A-Za-z0-9-_."
-    rest = levels[5:]
-    if levels[0] == "iotdevice-1":
-        suffix = "/".join(rest)
+        if not grammar.is_valid_id(value):
+            return f"{what} {value!r} is not 1-{grammar.MAX_ID_LENGTH} characters of A-Za-z0-9-_."
+    root, rest = levels[0], levels[5:]
+    if root == grammar.DM_TO_PLATFORM:
         known = ", ".join(sorted(dmrules.GATEWAY_SUFFIXES))
-        return f"unknown DM suffix {suffix!r} (a gateway may send: {known})"
-    if levels[0] == "iot-2" and len(rest) == 4 and rest[0] == "evt" and rest[2] == "fmt":
+        return f"unknown DM suffix {'/'.join(rest)!r} (a gateway may send: {known})"
+    if root == grammar.EVENTS_ROOT and len(rest) == 4 and rest[0] == "evt" and rest[2] == "fmt":
         for what, value in (("event", rest[1]), ("format", rest[3])):
-            if not topics.is_valid_name(value):
-                return f"{what} {value!r} is not a valid topic level"
-    return f"not a gateway topic: {allowed}"
+            if not grammar.is_valid_level(value):
+                return f"{what} {value!r} is not a topic level (empty, a wildcard, '/' or NUL)"
+    return None

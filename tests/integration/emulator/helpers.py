@@ -11,7 +11,6 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edged import topics
 from edged.model import DeviceIdentity
 from tests.support.broker import APP_USER, GATEWAY_USER, Broker
 
@@ -19,6 +18,16 @@ ORG = "testorg"
 GATEWAY = DeviceIdentity("test-gw", "gw-0001")
 BOILER = DeviceIdentity("modbus-meter", "boiler-1")
 PUMP = DeviceIdentity("pump", "pump-7")
+
+# Topics are written out here, not built by edged.topics or the emulator's grammar: these tests
+# check the emulator, and neither may vouch for it.
+PATH = {
+    GATEWAY: "type/test-gw/id/gw-0001",
+    BOILER: "type/modbus-meter/id/boiler-1",
+    PUMP: "type/pump/id/pump-7",
+}
+"""The ``type/T/id/D`` part of each device's topics."""
+BOILER_READING = "iot-2/type/modbus-meter/id/boiler-1/evt/reading/fmt/json"
 
 
 class RawClient:
@@ -84,7 +93,7 @@ def gateway_client(broker: Broker) -> RawClient:
     """A client logged in as the gateway (its ACL allows only gateway topics)."""
     return RawClient(
         broker,
-        client_id=topics.gateway_client_id(ORG, GATEWAY),
+        client_id="g:testorg:test-gw:gw-0001",
         username=GATEWAY_USER,
         password=broker.gateway_token,
     )
@@ -94,7 +103,7 @@ def app_client(broker: Broker, app_id: str = "raw") -> RawClient:
     """A second application client (allowed to publish anywhere)."""
     return RawClient(
         broker,
-        client_id=topics.application_client_id(ORG, app_id),
+        client_id=f"a:testorg:{app_id}",
         username=APP_USER,
         password=broker.app_password,
     )

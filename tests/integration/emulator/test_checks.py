@@ -5,10 +5,16 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from edged import topics
-from edged.emulator import PlatformEmulator
+from edged.emulator import PlatformEmulator, grammar
 from edged.emulator import rules as r
-from tests.integration.emulator.helpers import BOILER, GATEWAY, RawClient, event_body
+from tests.integration.emulator.helpers import (
+    BOILER,
+    BOILER_READING,
+    GATEWAY,
+    PATH,
+    RawClient,
+    event_body,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_good_event_is_recorded_without_violations(
     emu: PlatformEmulator, gateway: RawClient
 ) -> None:
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(temperature=21.5), qos=1)
+    gateway.publish(BOILER_READING, event_body(temperature=21.5), qos=1)
 
     [event] = emu.wait_for_events(device=BOILER, event="reading")
 
@@ -24,7 +30,7 @@ def test_good_event_is_recorded_without_violations(
     assert (event.qos, event.retain, event.format) == (1, False, "json")
     assert emu.violations == []
     [publication] = emu.publications
-    assert publication.parsed == topics.EventTopic(BOILER, "reading", "json")
+    assert publication.parsed == grammar.EventTopic(BOILER, "reading", "json")
 
 
 def test_payload_limit_is_131072_bytes(emu: PlatformEmulator, gateway: RawClient) -> None:
@@ -32,11 +38,11 @@ def test_payload_limit_is_131072_bytes(emu: PlatformEmulator, gateway: RawClient
         head, tail = b'{"d":"', b'"}'
         return head + b"x" * (size - len(head) - len(tail)) + tail
 
-    gateway.publish(topics.event_topic(BOILER, "big"), body(r.MAX_PAYLOAD))
-    gateway.publish(topics.event_topic(BOILER, "too-big"), body(r.MAX_PAYLOAD + 1))
+    gateway.publish(f"iot-2/{PATH[BOILER]}/evt/big/fmt/json", body(r.MAX_PAYLOAD))
+    gateway.publish(f"iot-2/{PATH[BOILER]}/evt/too-big/fmt/json", body(r.MAX_PAYLOAD + 1))
 
     [violation] = emu.wait_for_violations(rule=r.RULE_PAYLOAD_SIZE)
-    assert violation.topic == topics.event_topic(BOILER, "too-big")
+    assert violation.topic == f"iot-2/{PATH[BOILER]}/evt/too-big/fmt/json"
     assert "131073 bytes" in violation.detail
     # The platform drops an oversize message: it is not an event.
     assert [e.event for e in emu.events] == ["big"]
@@ -45,8 +51,8 @@ def test_payload_limit_is_131072_bytes(emu: PlatformEmulator, gateway: RawClient
 def test_retain_and_qos2_are_flagged_as_published(
     emu: PlatformEmulator, gateway: RawClient
 ) -> None:
-    gateway.publish(topics.event_topic(BOILER, "kept"), event_body(v=1), retain=True)
-    gateway.publish(topics.event_topic(BOILER, "twice"), event_body(v=2), qos=2)
+    gateway.publish(f"iot-2/{PATH[BOILER]}/evt/kept/fmt/json", event_body(v=1), retain=True)
+    gateway.publish(f"iot-2/{PATH[BOILER]}/evt/twice/fmt/json", event_body(v=2), qos=2)
 
     emu.wait_for_events(2)
     kept, twice = emu.events
@@ -55,8 +61,8 @@ def test_retain_and_qos2_are_flagged_as_published(
     assert twice.qos == 2
     assert not twice.retain
     assert [(v.topic, v.rule) for v in emu.violations] == [
-        (topics.event_topic(BOILER, "kept"), r.RULE_RETAIN),
-        (topics.event_topic(BOILER, "twice"), r.RULE_QOS),
+        (f"iot-2/{PATH[BOILER]}/evt/kept/fmt/json", r.RULE_RETAIN),
+        (f"iot-2/{PATH[BOILER]}/evt/twice/fmt/json", r.RULE_QOS),
     ]
 
 
@@ -67,7 +73,7 @@ def test_retain_and_qos2_are_flagged_as_published(
 def test_json_format_needs_a_json_object(
     emu: PlatformEmulator, gateway: RawClient, payload: bytes, expected: str
 ) -> None:
-    gateway.publish(topics.event_topic(BOILER, "reading"), payload)
+    gateway.publish(BOILER_READING, payload)
 
     [violation] = emu.wait_for_violations(rule=r.RULE_JSON)
     assert expected in violation.detail
@@ -89,11 +95,11 @@ def test_bad_topics_from_any_client_count_as_gateway_publications(
     for topic in bad:
         app.publish(topic, event_body(v=1))
     # Platform-side messages are not checked: commands, notify, DM requests and answers.
-    app.publish(topics.command_topic(BOILER, "setpoint"), {"value": 1})
-    app.publish(topics.notify_topic(GATEWAY), {"Message": "x"})
-    app.publish(topics.dm_platform_topic(BOILER, "mgmt/initiate/device/reboot"), {"reqId": "1"})
-    app.publish(topics.dm_platform_topic(BOILER, "response"), {"rc": 200, "reqId": "2"})
-    app.publish(topics.event_topic(BOILER, "sentinel"), event_body(v=1))
+    app.publish(f"iot-2/{PATH[BOILER]}/cmd/setpoint/fmt/json", {"value": 1})
+    app.publish(f"iot-2/{PATH[GATEWAY]}/notify", {"Message": "x"})
+    app.publish(f"iotdm-1/{PATH[BOILER]}/mgmt/initiate/device/reboot", {"reqId": "1"})
+    app.publish(f"iotdm-1/{PATH[BOILER]}/response", {"rc": 200, "reqId": "2"})
+    app.publish(f"iot-2/{PATH[BOILER]}/evt/sentinel/fmt/json", event_body(v=1))
 
     emu.wait_for_events(event="sentinel")
     violations = emu.violations
@@ -110,18 +116,18 @@ def test_own_commands_notifies_and_requests_are_ignored(
     emu.send_command(BOILER, "setpoint", {"value": 22})
     emu.publish_notify(GATEWAY, device=BOILER, message="Device type is not valid.")
     emu.dm_publish(BOILER, "device/update", {"d": {"fields": []}})
-    gateway.publish(topics.event_topic(BOILER, "sentinel"), event_body(v=1))
+    gateway.publish(f"iot-2/{PATH[BOILER]}/evt/sentinel/fmt/json", event_body(v=1))
 
     emu.wait_for_events(event="sentinel")
-    assert [p.topic for p in emu.publications] == [topics.event_topic(BOILER, "sentinel")]
+    assert [p.topic for p in emu.publications] == [f"iot-2/{PATH[BOILER]}/evt/sentinel/fmt/json"]
     assert emu.violations == []
 
 
 def test_dm_messages_are_checked_for_shape(emu: PlatformEmulator, gateway: RawClient) -> None:
-    gateway.publish(topics.dm_device_topic(BOILER, "response"), {"reqId": "r1", "rc": "200"})
-    gateway.publish(topics.dm_device_topic(BOILER, "mgmt/manage"), b"manage me")
+    gateway.publish(f"iotdevice-1/{PATH[BOILER]}/response", {"reqId": "r1", "rc": "200"})
+    gateway.publish(f"iotdevice-1/{PATH[BOILER]}/mgmt/manage", b"manage me")
     gateway.publish(
-        topics.dm_device_topic(BOILER, "mgmt/manage"), {"reqId": "m1", "d": {"lifetime": 60}}
+        f"iotdevice-1/{PATH[BOILER]}/mgmt/manage", {"reqId": "m1", "d": {"lifetime": 60}}
     )
 
     emu.wait_for_violations(3)
@@ -136,7 +142,7 @@ def test_gateway_response_must_answer_a_request_sent_to_that_device(
     emu: PlatformEmulator, gateway: RawClient
 ) -> None:
     request = emu.dm_publish(BOILER, "observe", {"reqId": "obs-1", "d": {"fields": []}})
-    other = topics.dm_device_topic(GATEWAY, "response")
+    other = f"iotdevice-1/{PATH[GATEWAY]}/response"
     gateway.publish(other, orjson.dumps({"rc": 200, "reqId": request.req_id}))
 
     [violation] = emu.wait_for_violations(rule=r.RULE_DM_REQID)

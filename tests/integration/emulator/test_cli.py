@@ -13,8 +13,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from edged import topics
-from tests.integration.emulator.helpers import BOILER, GATEWAY, ORG, RawClient, event_body
+from tests.integration.emulator.helpers import (
+    BOILER_READING,
+    GATEWAY,
+    ORG,
+    PATH,
+    RawClient,
+    event_body,
+)
 from tests.support.broker import APP_USER, Broker
 
 pytestmark = pytest.mark.integration
@@ -55,7 +61,7 @@ def test_cli_prints_live_lines_and_a_violation_summary(
 ) -> None:
     password_file = tmp_path / "app-password"
     password_file.write_text(broker.app_password + "\n")
-    gateway.subscribe(topics.command_filter(GATEWAY))
+    gateway.subscribe(f"iot-2/{PATH[GATEWAY]}/cmd/+/fmt/+")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"}
     process = subprocess.Popen(
         [
@@ -75,10 +81,8 @@ def test_cli_prints_live_lines_and_a_violation_summary(
         output.wait_for("Ctrl-C to stop")
         command = gateway.next_message()
         assert orjson.loads(command.payload) == {"reqId": "p1"}
-        gateway.publish(topics.event_topic(BOILER, "reading"), event_body(temperature=21.5))
-        gateway.publish(
-            topics.event_topic(BOILER, "reading"), event_body(temperature=9), retain=True
-        )
+        gateway.publish(BOILER_READING, event_body(temperature=21.5))
+        gateway.publish(BOILER_READING, event_body(temperature=9), retain=True)
         line = output.wait_for("temperature=21.5")
         output.wait_for("VIOLATION retain")
         process.send_signal(signal.SIGINT)

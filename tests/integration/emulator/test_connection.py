@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from edged import topics
 from edged.emulator import EmulatorError, PlatformEmulator
 from edged.netutil import free_port
-from tests.integration.emulator.helpers import BOILER, ORG, RawClient, event_body, gateway_client
+from tests.integration.emulator.helpers import (
+    BOILER_READING,
+    ORG,
+    RawClient,
+    event_body,
+    gateway_client,
+)
 from tests.support.broker import APP_USER, Broker
 
 pytestmark = pytest.mark.integration
@@ -25,7 +30,7 @@ def test_tls_with_the_brokers_ca(broker: Broker, gateway: RawClient) -> None:
     ) as emulator:
         assert emulator.connected
         assert emulator.client_id == "a:testorg:tls"
-        gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1))
+        gateway.publish(BOILER_READING, event_body(t=1))
         emulator.wait_for_events()
 
 
@@ -68,7 +73,7 @@ def test_resubscribes_after_a_broker_restart(broker: Broker, emu: PlatformEmulat
 
     gateway = gateway_client(broker)
     try:
-        gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1))
+        gateway.publish(BOILER_READING, event_body(t=1))
         [event] = emu.wait_for_events()
     finally:
         gateway.close()

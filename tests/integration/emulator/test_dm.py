@@ -9,10 +9,9 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
-from edged import topics
 from edged.emulator import PlatformEmulator
 from edged.model import DeviceIdentity
-from tests.integration.emulator.helpers import BOILER, GATEWAY, PUMP, RawClient
+from tests.integration.emulator.helpers import BOILER, GATEWAY, PATH, PUMP, RawClient
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +24,13 @@ def answering_gateway(gateway: RawClient) -> RawClient:
     gateway.subscribe("iotdm-1/type/+/id/+/#")
 
     def answer(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        parsed = topics.parse(message.topic)
-        if not isinstance(parsed, topics.DMTopic) or parsed.suffix == "response":
+        levels = message.topic.split("/")  # iotdm-1/type/T/id/D/<suffix>
+        path, suffix = "/".join(levels[1:5]), "/".join(levels[5:])
+        if suffix == "response":
             return  # the DM server's answers to the gateway's own requests
         request = orjson.loads(message.payload)
-        body = {"rc": 202, "reqId": request["reqId"], "d": {"asked": parsed.suffix}}
-        client.publish(topics.dm_device_topic(parsed.device, "response"), orjson.dumps(body), 1)
+        body = {"rc": 202, "reqId": request["reqId"], "d": {"asked": suffix}}
+        client.publish(f"iotdevice-1/{path}/response", orjson.dumps(body), 1)
 
     gateway.client.on_message = answer
     return gateway
@@ -64,9 +64,9 @@ def _manage(
     gateway: RawClient, device: DeviceIdentity, req_id: str, **d: object
 ) -> dict[str, object]:
     """Send a manage request as the gateway and return the platform's answer."""
-    gateway.publish(topics.dm_device_topic(device, "mgmt/manage"), {"reqId": req_id, "d": d})
+    gateway.publish(f"iotdevice-1/{PATH[device]}/mgmt/manage", {"reqId": req_id, "d": d})
     message = gateway.next_message()
-    assert message.topic == topics.dm_platform_topic(device, "response")
+    assert message.topic == f"iotdm-1/{PATH[device]}/response"
     body: dict[str, object] = orjson.loads(message.payload)
     return body
 
@@ -102,14 +102,14 @@ def test_dm_server_answers_and_tracks_managed_state(
         ("notify", {"reqId": "n1", "d": {"fields": [{"field": "location", "value": {}}]}}),
     ]
     for suffix, body in requests:
-        gateway.publish(topics.dm_device_topic(GATEWAY, suffix), body)
+        gateway.publish(f"iotdevice-1/{PATH[GATEWAY]}/{suffix}", body)
         assert orjson.loads(gateway.next_message().payload) == {"rc": 200, "reqId": body["reqId"]}
     state = emu.devices[GATEWAY].dm
     assert state.location == {"latitude": 48.1, "longitude": 11.6}
     assert state.error_codes == (7,)
     assert state.logs == ({"message": "boot", "severity": 0},)
 
-    gateway.publish(topics.dm_device_topic(GATEWAY, "mgmt/unmanage"), {"reqId": "u1"})
+    gateway.publish(f"iotdevice-1/{PATH[GATEWAY]}/mgmt/unmanage", {"reqId": "u1"})
     assert orjson.loads(gateway.next_message().payload)["rc"] == 200
     assert not emu.is_managed(GATEWAY)
     assert [e.request.suffix for e in emu.dm_exchanges] == [
@@ -136,7 +136,7 @@ def test_dm_answers_can_be_forced_per_device_and_suffix(
     assert not emu.is_managed(BOILER)
     assert _manage(gateway, GATEWAY, "g1")["rc"] == 200  # other devices are unaffected
 
-    gateway.publish(topics.dm_device_topic(PUMP, "mgmt/manage"), {"reqId": "p1"})
+    gateway.publish(f"iotdevice-1/{PATH[PUMP]}/mgmt/manage", {"reqId": "p1"})
     assert gateway.nothing_within(0.3)
     unanswered = emu.dm_exchanges[-1]
     assert unanswered.request.device == PUMP
@@ -164,7 +164,7 @@ def test_dm_server_answers_on_the_network_thread_while_a_request_waits(
     results: list[dict[str, object]] = []
     thread = threading.Thread(target=lambda: results.append(emu.dm_request(PUMP, REBOOT)))
     thread.start()
-    answering_gateway.publish(topics.dm_device_topic(PUMP, "mgmt/manage"), {"reqId": "x"})
+    answering_gateway.publish(f"iotdevice-1/{PATH[PUMP]}/mgmt/manage", {"reqId": "x"})
     thread.join(10)
     emu.wait_for(lambda: emu.is_managed(PUMP), what="pump managed")
     assert results

@@ -7,9 +7,15 @@ import time
 
 import pytest
 
-from edged import topics
 from edged.emulator import EmulatorError, PlatformEmulator, ReceivedEvent, Record, Violation
-from tests.integration.emulator.helpers import BOILER, PUMP, RawClient, event_body
+from tests.integration.emulator.helpers import (
+    BOILER,
+    BOILER_READING,
+    PATH,
+    PUMP,
+    RawClient,
+    event_body,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -18,11 +24,11 @@ def test_registry_auto_registers_every_device_seen(
     emu: PlatformEmulator, gateway: RawClient
 ) -> None:
     before = time.time()
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1))
-    gateway.publish(topics.event_topic(PUMP, "status"), event_body(on=True))
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=2))
-    gateway.publish(topics.event_topic(BOILER, "alarm"), event_body(level="high"))
-    gateway.publish(topics.dm_device_topic(PUMP, "notify"), {"d": {"field": "x", "value": 1}})
+    gateway.publish(BOILER_READING, event_body(t=1))
+    gateway.publish(f"iot-2/{PATH[PUMP]}/evt/status/fmt/json", event_body(on=True))
+    gateway.publish(BOILER_READING, event_body(t=2))
+    gateway.publish(f"iot-2/{PATH[BOILER]}/evt/alarm/fmt/json", event_body(level="high"))
+    gateway.publish(f"iotdevice-1/{PATH[PUMP]}/notify", {"d": {"field": "x", "value": 1}})
 
     emu.wait_for_events(4)
     emu.wait_for_dm("notify", device=PUMP)
@@ -42,8 +48,8 @@ def test_wait_for_events_filters_and_counts_what_came_before(
     emu: PlatformEmulator, gateway: RawClient
 ) -> None:
     for value in range(5):
-        gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=value))
-    gateway.publish(topics.event_topic(PUMP, "reading"), event_body(t=99))
+        gateway.publish(BOILER_READING, event_body(t=value))
+    gateway.publish(f"iot-2/{PATH[PUMP]}/evt/reading/fmt/json", event_body(t=99))
 
     odd = emu.wait_for_events(2, device="boiler-1", predicate=lambda e: e.values["t"] % 2 == 1)
     assert [e.values["t"] for e in odd] == [1, 3]
@@ -57,7 +63,7 @@ def test_wait_for_events_waits_for_events_still_to_come(
     def publish_later() -> None:
         time.sleep(0.1)
         for value in range(50):
-            gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=value), qos=0)
+            gateway.publish(BOILER_READING, event_body(t=value), qos=0)
 
     thread = threading.Thread(target=publish_later)
     thread.start()
@@ -69,7 +75,7 @@ def test_wait_for_events_waits_for_events_still_to_come(
 
 
 def test_wait_timeout_says_what_came(emu: PlatformEmulator, gateway: RawClient) -> None:
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1))
+    gateway.publish(BOILER_READING, event_body(t=1))
     emu.wait_for_events()
 
     with pytest.raises(TimeoutError) as caught:
@@ -81,13 +87,13 @@ def test_wait_timeout_says_what_came(emu: PlatformEmulator, gateway: RawClient) 
 def test_clear_forgets_messages_but_keeps_the_registry(
     emu: PlatformEmulator, gateway: RawClient
 ) -> None:
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1), retain=True)
+    gateway.publish(BOILER_READING, event_body(t=1), retain=True)
     emu.wait_for_violations()
     emu.clear()
     assert (emu.events, emu.violations, emu.publications) == ([], [], [])
     assert BOILER in emu.devices
 
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=2))
+    gateway.publish(BOILER_READING, event_body(t=2))
     [event] = emu.wait_for_events()
     assert event.values == {"t": 2}
     emu.clear(registry=True)
@@ -102,16 +108,16 @@ def test_listeners_see_records_in_order(emu: PlatformEmulator, gateway: RawClien
 
     remove = emu.add_listener(seen.append)
     emu.add_listener(broken)  # a broken listener changes nothing
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1), retain=True)
+    gateway.publish(BOILER_READING, event_body(t=1), retain=True)
     emu.wait_for(lambda: len(seen) == 2, what="two records")
     remove()
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=2))
+    gateway.publish(BOILER_READING, event_body(t=2))
     emu.wait_for_events(2)
 
     event, violation = seen
     assert isinstance(event, ReceivedEvent)
     assert isinstance(violation, Violation)
-    assert violation[:2] == (topics.event_topic(BOILER, "reading"), "retain")
+    assert violation[:2] == (BOILER_READING, "retain")
     assert len(seen) == 2
 
 
@@ -130,6 +136,6 @@ def test_sending_from_a_listener_is_refused_not_deadlocked(
                 refused.set()
 
     emu.add_listener(send_back)
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1))
+    gateway.publish(BOILER_READING, event_body(t=1))
     assert refused.wait(5)
     assert "listener" in str(errors[0])

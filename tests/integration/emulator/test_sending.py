@@ -5,13 +5,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from edged import topics
 from edged.emulator import EmulatorError, PlatformEmulator
 from edged.emulator import notify as n
 from tests.integration.emulator.helpers import (
     BOILER,
+    BOILER_READING,
     GATEWAY,
     ORG,
+    PATH,
     RawClient,
     event_body,
 )
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_send_command_reaches_the_gateway(emu: PlatformEmulator, gateway: RawClient) -> None:
-    gateway.subscribe(topics.command_filter(BOILER))
+    gateway.subscribe(f"iot-2/{PATH[BOILER]}/cmd/+/fmt/+")
 
     emu.send_command(BOILER, "setpoint", {"value": 22.5, "reqId": "c1"})
     emu.send_command(BOILER, "raw", b"\x01\x02", fmt="bin", qos=0)
@@ -30,7 +31,7 @@ def test_send_command_reaches_the_gateway(emu: PlatformEmulator, gateway: RawCli
     assert first.topic == "iot-2/type/modbus-meter/id/boiler-1/cmd/setpoint/fmt/json"
     assert orjson.loads(first.payload) == {"value": 22.5, "reqId": "c1"}
     assert (first.qos, first.retain) == (1, False)
-    assert second.topic == topics.command_topic(BOILER, "raw", "bin")
+    assert second.topic == f"iot-2/{PATH[BOILER]}/cmd/raw/fmt/bin"
     assert second.payload == b"\x01\x02"
     sent = emu.commands_sent
     assert [(c.command, c.format) for c in sent] == [("setpoint", "json"), ("raw", "bin")]
@@ -51,8 +52,8 @@ def test_sending_needs_a_started_emulator(broker: Broker) -> None:
 
 
 def test_notify_has_the_documented_shape(emu: PlatformEmulator, gateway: RawClient) -> None:
-    gateway.subscribe(topics.notify_topic(GATEWAY))
-    gateway.publish(topics.event_topic(BOILER, "reading"), event_body(t=1))
+    gateway.subscribe(f"iot-2/{PATH[GATEWAY]}/notify")
+    gateway.publish(BOILER_READING, event_body(t=1))
     emu.wait_for_events()
 
     sent = emu.publish_notify(GATEWAY, device=BOILER, message=n.INVALID_DEVICE_TYPE, rc=21)
@@ -63,7 +64,7 @@ def test_notify_has_the_documented_shape(emu: PlatformEmulator, gateway: RawClie
     assert body == sent
     assert list(body) == ["Request", "Time", "Topic", "Type", "Id", "Client", "RC", "Message"]
     assert body["Request"] == "publish"
-    assert body["Topic"] == topics.event_topic(BOILER, "reading")  # the device's last event topic
+    assert body["Topic"] == BOILER_READING  # the device's last event topic
     assert (body["Type"], body["Id"]) == ("modbus-meter", "boiler-1")
     assert body["Client"] == "g:testorg:test-gw:gw-0001"
     assert (body["RC"], body["Message"]) == (21, "Device type is not valid.")
@@ -73,7 +74,7 @@ def test_notify_has_the_documented_shape(emu: PlatformEmulator, gateway: RawClie
 def test_notify_for_an_invalid_topic_has_no_type_or_id(
     emu: PlatformEmulator, gateway: RawClient
 ) -> None:
-    gateway.subscribe(topics.notify_topic(GATEWAY))
+    gateway.subscribe(f"iot-2/{PATH[GATEWAY]}/notify")
 
     emu.publish_notify(
         GATEWAY, message=n.TOPIC_NOT_ALLOWED, request="subscribe", topic="iot-2/bad", rc="x"

@@ -8,7 +8,6 @@ import time
 import orjson
 import pytest
 
-from edged import topics
 from edged.emulator.records import (
     DMExchange,
     DMMessage,
@@ -36,7 +35,7 @@ AT = time.mktime((2026, 1, 5, 12, 0, 1, 0, 0, -1)) + 0.234
 def received(device: DeviceIdentity, name: str, body: object, fmt: str = "json") -> ReceivedEvent:
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
     data = None if isinstance(body, bytes) else body
-    topic = topics.event_topic(device, name, fmt)
+    topic = f"iot-2/type/{device.type_id}/id/{device.device_id}/evt/{name}/fmt/{fmt}"
     return ReceivedEvent(device, name, fmt, topic, payload, data, 1, False, AT)
 
 
@@ -90,7 +89,7 @@ def test_command_result(body: dict[str, object], expected: str) -> None:
 
 
 def test_command_sent() -> None:
-    topic = topics.command_topic(BOILER, "setpoint")
+    topic = "iot-2/type/modbus-meter/id/boiler-1/cmd/setpoint/fmt/json"
     sent = SentCommand(BOILER, "setpoint", "json", topic, b"{}", {"value": 22}, 1, AT)
     assert Renderer().render(sent) == (
         "12:00:01.234  → boiler-1 (modbus-meter)       setpoint        value=22"

@@ -7,13 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged import topics
-from edged.emulator import dmrules
+from edged.emulator import dmrules, grammar
 from edged.emulator import rules as r
 from edged.model import DeviceIdentity
 
 DEV = DeviceIdentity("modbus-meter", "boiler-1")
-EVENT = topics.event_topic(DEV, "reading")
+DEVICE = "iot-2/type/modbus-meter/id/boiler-1"
+DM_UP = "iotdevice-1/type/modbus-meter/id/boiler-1"
+DM_DOWN = "iotdm-1/type/modbus-meter/id/boiler-1"
+EVENT = f"{DEVICE}/evt/reading/fmt/json"
 ALL_RULES = {
     r.RULE_TOPIC, r.RULE_PAYLOAD_SIZE, r.RULE_RETAIN, r.RULE_QOS, r.RULE_JSON, r.RULE_UTF8,
     r.RULE_DM_JSON, r.RULE_DM_SHAPE, r.RULE_DM_LIFETIME,
@@ -27,7 +29,7 @@ def rules_of(checked: r.Checked) -> list[str]:
 def test_good_event() -> None:
     checked = r.check_publication(EVENT, b'{"ts": "x", "d": {"t": 1}}', 1, False)
     assert checked.kind == "event"
-    assert checked.parsed == topics.EventTopic(DEV, "reading", "json")
+    assert checked.parsed == grammar.EventTopic(DEV, "reading", "json")
     assert checked.data == {"ts": "x", "d": {"t": 1}}
     assert checked.violations == ()
     assert checked.accepted
@@ -36,10 +38,11 @@ def test_good_event() -> None:
 @pytest.mark.parametrize(
     "topic",
     [
-        topics.command_topic(DEV, "setpoint"),
-        topics.notify_topic(DEV),
-        topics.dm_platform_topic(DEV, "response"),
-        topics.dm_platform_topic(DEV, "mgmt/initiate/device/reboot"),
+        f"{DEVICE}/cmd/setpoint/fmt/json",
+        f"{DEVICE}/notify",
+        f"{DM_DOWN}/response",
+        f"{DM_DOWN}/mgmt/initiate/device/reboot",
+        f"{DM_DOWN}/mgmt/custom/bundle-1/act",
     ],
 )
 def test_platform_side_topics_are_not_checked(topic: str) -> None:
@@ -48,8 +51,8 @@ def test_platform_side_topics_are_not_checked(topic: str) -> None:
 
 
 def test_payload_size_limit() -> None:
-    at_limit = r.check_publication(topics.event_topic(DEV, "b", "bin"), b"x" * 131072, 0, False)
-    over = r.check_publication(topics.event_topic(DEV, "b", "bin"), b"x" * 131073, 0, False)
+    at_limit = r.check_publication(f"{DEVICE}/evt/b/fmt/bin", b"x" * 131072, 0, False)
+    over = r.check_publication(f"{DEVICE}/evt/b/fmt/bin", b"x" * 131073, 0, False)
     assert at_limit.violations == ()
     assert rules_of(over) == [r.RULE_PAYLOAD_SIZE]
     assert not over.accepted
@@ -80,10 +83,10 @@ def test_json_format_needs_an_object(payload: bytes, detail: str) -> None:
 
 
 def test_text_format_needs_utf8_and_other_formats_are_opaque() -> None:
-    text = topics.event_topic(DEV, "log", "text")
+    text = f"{DEVICE}/evt/log/fmt/text"
     assert rules_of(r.check_publication(text, "héllo".encode(), 0, False)) == []
     assert rules_of(r.check_publication(text, b"\xffoops", 0, False)) == [r.RULE_UTF8]
-    binary = r.check_publication(topics.event_topic(DEV, "raw", "bin"), b"\xff", 0, False)
+    binary = r.check_publication(f"{DEVICE}/evt/raw/fmt/bin", b"\xff", 0, False)
     assert (binary.violations, binary.data) == ((), None)
 
 
@@ -115,13 +118,13 @@ def test_topic_grammar(topic: str, detail: str) -> None:
 
 def test_every_gateway_dm_suffix_is_a_dm_topic() -> None:
     for suffix in dmrules.GATEWAY_SUFFIXES:
-        checked = r.check_publication(topics.dm_device_topic(DEV, suffix), b"{}", 1, False)
+        checked = r.check_publication(f"{DM_UP}/{suffix}", b"{}", 1, False)
         assert checked.kind == "dm"
-        assert checked.parsed == topics.DMTopic(DEV, suffix, to_device=False)
+        assert checked.parsed == grammar.DMTopic(DEV, suffix, to_device=False)
 
 
 def test_dm_payload_must_be_a_json_object() -> None:
-    manage = topics.dm_device_topic(DEV, "mgmt/manage")
+    manage = f"{DM_UP}/mgmt/manage"
     assert rules_of(r.check_publication(manage, b"manage", 1, False)) == [r.RULE_DM_JSON]
     assert rules_of(r.check_publication(manage, b"[1]", 1, False)) == [r.RULE_DM_JSON]
     good = r.check_publication(manage, orjson.dumps({"reqId": "1", "d": {}}), 1, False)
@@ -129,7 +132,7 @@ def test_dm_payload_must_be_a_json_object() -> None:
 
 
 def test_min_lifetime_is_configurable() -> None:
-    manage = topics.dm_device_topic(DEV, "mgmt/manage")
+    manage = f"{DM_UP}/mgmt/manage"
     body = orjson.dumps({"reqId": "1", "d": {"lifetime": 60}})
     assert rules_of(r.check_publication(manage, body, 1, False)) == [r.RULE_DM_LIFETIME]
     assert r.check_publication(manage, body, 1, False, min_lifetime=30).violations == ()
@@ -164,7 +167,7 @@ def test_never_raises(topic: str, payload: bytes, qos: int, retain: bool) -> Non
 )
 def test_dm_checks_never_raise_on_any_json(suffix: str, body: object) -> None:
     payload = orjson.dumps(body) if _encodable(body) else b"x"
-    checked = r.check_publication(topics.dm_device_topic(DEV, suffix), payload, 1, False)
+    checked = r.check_publication(f"{DM_UP}/{suffix}", payload, 1, False)
     assert {v.rule for v in checked.violations} <= ALL_RULES
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from edged import topics
 from edged.emulator import dmrules as dm
 from edged.emulator import notify
 from edged.emulator.answers import Answer, AnswerPolicy
@@ -17,7 +16,7 @@ OTHER = DeviceIdentity("pump", "pump-7")
 
 
 def event(name: str, at: float, data: object) -> ReceivedEvent:
-    topic = topics.event_topic(DEV, name)
+    topic = f"iot-2/type/modbus-meter/id/boiler-1/evt/{name}/fmt/json"
     return ReceivedEvent(DEV, name, "json", topic, b"", data, 1, False, at)
 
 

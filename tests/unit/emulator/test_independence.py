@@ -1,0 +1,124 @@
+"""The emulator is an independent oracle: it shares no code with the gateway it checks.
+
+Its topic grammar and limits are its own (edged/emulator/grammar.py, limits.py). If it used the
+gateway's (edged.topics, edged.codec), a mistake made once in the gateway's topic builder and its
+parser, or in its payload limit, would pass every end-to-end test. The emulator's own tests build
+their input topics as literals for the same reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import edged.emulator
+
+ROOT = Path(__file__).resolve().parents[3]
+EMULATOR = Path(edged.emulator.__file__).parent
+EMULATOR_TESTS = [ROOT / "tests" / "unit" / "emulator", ROOT / "tests" / "integration" / "emulator"]
+
+ALLOWED = ("edged.emulator", "edged.model")
+"""What of edged the emulator may use: itself, and the plain identity value."""
+
+GATEWAY_MODULES = ("edged.topics", "edged.codec", "edged.bridge", "edged.uplink", "edged.app")
+"""What the emulator's own tests may not use either (their topics are written out literally)."""
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """Every module ``source`` (a module of ``package``) imports, anywhere in it."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from edged import x`
+    return found
+
+
+def file_imports(path: Path) -> set[str]:
+    package = ".".join(path.relative_to(ROOT).parts[:-1])
+    return imported_modules(path.read_text(encoding="utf-8"), package)
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == package or name.startswith(package + ".") for package in packages)
+
+
+def forbidden(modules: set[str]) -> list[str]:
+    """The modules of edged outside :data:`ALLOWED`."""
+    return sorted(
+        name for name in modules if name.startswith("edged.") and not _within(name, ALLOWED)
+    )
+
+
+def python_files(*roots: Path) -> list[Path]:
+    return sorted(path for root in roots for path in root.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", python_files(EMULATOR), ids=lambda p: p.name)
+def test_the_emulator_imports_nothing_of_the_gateway(path: Path) -> None:
+    assert forbidden(file_imports(path)) == [], (
+        f"{path.relative_to(ROOT)} imports gateway code; the emulator is the test oracle and "
+        f"may use only {', '.join(ALLOWED)} of edged"
+    )
+
+
+@pytest.mark.parametrize(
+    "path", python_files(*EMULATOR_TESTS), ids=lambda p: str(p.relative_to(ROOT / "tests"))
+)
+def test_its_tests_build_no_topic_with_gateway_code(path: Path) -> None:
+    used = sorted(name for name in file_imports(path) if _within(name, GATEWAY_MODULES))
+    assert used == [], f"{path.relative_to(ROOT)}: write the topics out instead of using {used}"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from edged import topics", ["edged.topics"]),
+        ("import edged.codec", ["edged.codec"]),
+        ("from edged.uplink.driver import X", ["edged.uplink.driver", "edged.uplink.driver.X"]),
+        ("from .. import bridge", ["edged.bridge"]),
+        ("from ..topics import parse", ["edged.topics", "edged.topics.parse"]),
+        ("if TYPE_CHECKING:\n    from edged.app import App", ["edged.app", "edged.app.App"]),
+        ("def f():\n    from edged import codec", ["edged.codec"]),
+        ("from edged.model import DeviceIdentity\nfrom . import grammar", []),
+        ("from edged.emulator.rules import check_publication", []),
+    ],
+)
+def test_the_scan_sees_every_form_of_import(source: str, expected: list[str]) -> None:
+    # If the scan missed a form, the test above would pass while proving nothing.
+    assert forbidden(imported_modules(source, "edged.emulator")) == expected
+
+
+def test_loading_the_emulator_loads_no_gateway_module() -> None:
+    # Catches indirect imports too (a module the emulator uses that imports the gateway's).
+    # (The daemon itself never loads the emulator: edged/cli.py imports only its cli module.)
+    names = sorted(
+        "edged.emulator." + path.stem for path in EMULATOR.glob("*.py") if path.stem != "__init__"
+    )
+    probe = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules\n"
+        f"             if m.startswith('edged.') and not m.startswith({ALLOWED!r})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
