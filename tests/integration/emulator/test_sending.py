@@ -38,9 +38,33 @@ def test_send_command_reaches_the_gateway(emu: PlatformEmulator, gateway: RawCli
     assert sent[0].data == {"value": 22.5, "reqId": "c1"}
 
 
-def test_send_command_refuses_names_that_are_not_topic_levels(emu: PlatformEmulator) -> None:
+@pytest.mark.parametrize(
+    ("command", "fmt"),
+    [("set/point", "json"), ("", "json"), ("set+", "json"), ("set", "#"), ("set", "")],
+)
+def test_send_command_refuses_names_that_are_not_topic_levels(
+    emu: PlatformEmulator, command: str, fmt: str
+) -> None:
     with pytest.raises(ValueError, match="invalid command"):
-        emu.send_command(BOILER, "set/point", {})
+        emu.send_command(BOILER, command, {}, fmt=fmt)
+    assert emu.commands_sent == []
+
+
+def test_send_command_takes_any_name_the_protocol_allows(
+    emu: PlatformEmulator, gateway: RawClient
+) -> None:
+    # Command and format names are free text on the platform (PROTOCOL.md §2.1), wider than
+    # edged's own rule: the emulator sends them so tests can see what edged does with them.
+    gateway.subscribe(f"iot-2/{PATH[BOILER]}/cmd/+/fmt/+")
+    long = "c" * 129
+    for command in ("sét", "set point", long):
+        emu.send_command(BOILER, command, {"reqId": command})
+    topics = [gateway.next_message().topic for _ in range(3)]
+    assert topics == [
+        f"iot-2/{PATH[BOILER]}/cmd/sét/fmt/json",
+        f"iot-2/{PATH[BOILER]}/cmd/set point/fmt/json",
+        f"iot-2/{PATH[BOILER]}/cmd/{long}/fmt/json",
+    ]
 
 
 def test_sending_needs_a_started_emulator(broker: Broker) -> None:

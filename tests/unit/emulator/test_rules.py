@@ -100,7 +100,12 @@ def test_text_format_needs_utf8_and_other_formats_are_opaque() -> None:
         ("iot-2/type/t/id/d/evt/e", "not a gateway topic"),
         ("iot-2/type/t/id/d/evt/e/fmt/json/extra", "not a gateway topic"),
         ("iot-2/type/t/id/d/evt/e+/fmt/json", "event 'e+'"),
-        ("iot-2/type/t/id/d/mon", "not a gateway topic"),
+        ("iot-2/type/t/id/d/evt//fmt/json", "event ''"),
+        ("iot-2/type/t/id/d/evt/e/fmt/#", "format '#'"),
+        ("iot-2/type/t/id/d/evt/e/fmt/", "format ''"),
+        ("iot-2/type/t/id/d/mon", "mon is the platform's status topic"),
+        ("iot-2/app/watch/mon", "mon is the platform's status topic"),
+        ("iot-2/type/t/id/d/evt/" + "e" * 65536 + "/fmt/json", "over MQTT's 65535"),
         ("iotdevice-1/type/t/id/d/mgmt/initiate/device/reboot", "unknown DM suffix"),
         ("iotdevice-1/type/t/id/d/response/extra", "unknown DM suffix"),
         ("iotdevice-1/mgmt/manage", "not a gateway topic"),
@@ -114,6 +119,15 @@ def test_topic_grammar(topic: str, detail: str) -> None:
     [violation] = checked.violations
     assert (violation.topic, violation.rule) == (topic, r.RULE_TOPIC)
     assert detail in violation.detail
+
+
+@pytest.mark.parametrize("name", ["sét", "with space", "e" * 129, "a:b"])
+def test_event_and_format_names_are_free_text(name: str) -> None:
+    # PROTOCOL.md §2.1 leaves them free text; edged's stricter rule for its own names is its
+    # business, not the platform's.
+    checked = r.check_publication(f"{DEVICE}/evt/{name}/fmt/{name}", b"x", 0, False)
+    assert (checked.kind, checked.violations) == ("event", ())
+    assert checked.parsed == grammar.EventTopic(DEV, name, name)
 
 
 def test_every_gateway_dm_suffix_is_a_dm_topic() -> None:
