@@ -1,37 +1,43 @@
 """The gateway daemon: builds everything from the config, runs it on one loop, shuts down in order.
 
 Start order: adapters are built (their libraries imported only when a device needs them), the
-bridge, the uplink with its subscription set, then all tasks start under one TaskGroup and the
-service manager hears READY=1 — without waiting for the broker, so devices keep running and
-readings queue up while it is unreachable. Shutdown (SIGTERM/SIGINT) is two-phase: adapters
-stop first, queued messages are handed to the uplink and in-flight QoS 1 messages acknowledged
-within a bounded time, then the MQTT session disconnects cleanly.
+bridge, the uplink with its subscription set, then all tasks start and the service manager hears
+READY=1 — without waiting for the broker, so devices keep running and readings queue up while
+it is unreachable. The forwarder and the status loop are restarted if they ever fail (a bug);
+the uplink failing ends the daemon with an error so that systemd restarts it.
+
+Shutdown (SIGTERM/SIGINT) is two-phase and every step is bounded: adapters stop first (at most
+:data:`STOP_STEP_SECONDS`), commands still running are answered as cancelled, queued messages
+are handed to the uplink and in-flight QoS 1 messages acknowledged within
+:data:`SHUTDOWN_DRAIN_SECONDS`, then the MQTT session disconnects cleanly. A task that ignores
+cancellation is reported in :attr:`Gateway.stuck_tasks` instead of hanging the shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
-
-import orjson
+from collections.abc import Awaitable, Callable, Mapping
 
 from edged import codec, registry, topics
 from edged.adapters.base import Adapter, AdapterContext
 from edged.bridge import Bridge
 from edged.config import Config
+from edged.health import HealthReport
 from edged.model import Command, DeviceState, JSONValue
-from edged.supervisor import Supervisor
+from edged.notifylog import NotifyLog
+from edged.supervisor import Supervisor, keep_running
 from edged.systemd import Notifier
+from edged.text import safe
 from edged.uplink import IncomingMessage, Uplink, UplinkSettings
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_DRAIN_SECONDS = 5.0
+STOP_STEP_SECONDS = 5.0
+"""The longest any one shutdown step may take before it is given up on and reported."""
 
 
 class Gateway:
@@ -41,17 +47,16 @@ class Gateway:
         self.config = config
         self.notifier = notifier or Notifier()
         self.context = AdapterContext(gateway=config.gateway)
-        self.started = time.monotonic()
         self.adapters: list[Adapter] = []
         self._unavailable: dict[str, str] = {}
-        self.notify_counts: dict[str, int] = {}  # notify messages per "type/id"
-        self._notified: set[tuple[str, str]] = set()
+        self.notify = NotifyLog()
         self._build_adapters()
         self.bridge = Bridge(
             config.gateway,
             self.adapters,
             qos=config.platform.qos,
             queue_size=config.queue.max_messages,
+            queue_bytes=config.queue.max_bytes,
             command_timeout=config.commands.timeout,
             result_event=config.commands.result_event,
         )
@@ -67,6 +72,12 @@ class Gateway:
             UplinkSettings.from_config(config.platform, config.token, client_id), self._on_message
         )
         self.uplink.set_subscriptions(self._subscriptions())
+        self.health = HealthReport(
+            self.bridge, self.uplink, self.supervisor, self.adapters, self.notify, self._unavailable
+        )
+        self.stuck_tasks: list[str] = []
+        """Tasks that did not stop within :data:`STOP_STEP_SECONDS` of being cancelled."""
+        self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
 
     def _build_adapters(self) -> None:
@@ -99,90 +110,26 @@ class Gateway:
 
     def _on_message(self, message: IncomingMessage) -> None:
         parsed = topics.parse(message.topic)
-        if isinstance(parsed, topics.CommandTopic):
+        if isinstance(parsed, topics.CommandTopic | topics.MalformedCommandTopic):
             self.bridge.handle_command_message(parsed, message.payload)
         elif isinstance(parsed, topics.NotifyTopic):
-            self._on_notify(message.payload)
+            self.notify.handle(message.payload)
+        elif parsed is None and "/cmd/" in message.topic:
+            self.bridge.commands.refuse_unnamed(message.topic)
         else:
-            log.debug("ignored a message on %s", message.topic)
-
-    def _on_notify(self, payload: bytes) -> None:
-        self.bridge.counters["notify"] += 1
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            log.warning("platform notify message is not JSON (%d bytes)", len(payload))
-            return
-        if not isinstance(body, dict):
-            log.warning("platform notify message is not a JSON object")
-            return
-        where = f"{body.get('Type', '?')}/{body.get('Id', '?')}"
-        problem = (where, str(body.get("Message")))
-        self.notify_counts[where] = self.notify_counts.get(where, 0) + 1
-        # The platform may send one notify per dropped message: log each problem once.
-        level = logging.DEBUG if problem in self._notified else logging.WARNING
-        self._notified.add(problem)
-        log.log(
-            level,
-            "platform refused a %s for %s: %s (RC %s, topic %s); repeats are counted in status",
-            body.get("Request", "request"),
-            where,
-            body.get("Message", "no message"),
-            body.get("RC", "?"),
-            body.get("Topic", "?"),
-        )
+            log.debug("ignored a message on %s", safe(message.topic))
 
     # -- status --------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
         """The gateway's health, as published in its status event."""
-        stats = self.uplink.stats
-        return {
-            "uptime": round(time.monotonic() - self.started, 1),
-            "devices": self.bridge.device_counts(),
-            "deviceStates": {
-                str(device): status.state.value for device, status in self.bridge.states.items()
-            },
-            "queue": self.bridge.queue.qsize(),
-            "uplink": {
-                "connected": stats.connected,
-                "reconnects": stats.reconnects,
-                "inflight": stats.inflight,
-                "published": stats.published,
-                "acked": stats.acked,
-                "oversizeRefused": stats.refused_oversize
-                + self.bridge.counters["oversize_refused"],
-            },
-            "counters": dict(self.bridge.counters),
-            "notify": dict(self.notify_counts),
-            "adapters": {
-                adapter.name: {
-                    "failing": self.supervisor.health[adapter.name].failing,
-                    "restarts": self.supervisor.health[adapter.name].restarts,
-                    "lastError": self.supervisor.health[adapter.name].last_error,
-                    **({"counters": counters} if (counters := adapter.counters()) else {}),
-                }
-                for adapter in self.adapters
-            }
-            | {
-                name: {"failing": True, "restarts": 0, "lastError": why}
-                for name, why in self._unavailable.items()
-            },
-        }
-
-    async def _publish_status(self) -> None:
-        body = codec.encode_event(self.status(), time.time())
-        await self.bridge.publish_now(self.config.gateway, self.config.status.event, body, 1)
+        return self.health.build()
 
     async def _status_loop(self) -> None:
         while True:
-            await self._publish_status()
-            counts = self.bridge.device_counts()
-            self.notifier.notify(
-                f"STATUS={'connected' if self.uplink.connected else 'connecting'}; "
-                f"{counts['online']}/{len(self.bridge.states)} devices online; "
-                f"queue {self.bridge.queue.qsize()}"
-            )
+            body = codec.encode_event(self.status(), time.time())
+            self.bridge.publish_priority(self.config.gateway, self.config.status.event, body, 1)
+            self.notifier.notify(f"STATUS={self.health.summary_line()}")
             await asyncio.sleep(self.config.status.interval)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -192,57 +139,108 @@ class Gateway:
         self._stop.set()
 
     async def run(self) -> None:
-        """Run until :meth:`request_stop` (or SIGTERM/SIGINT), then shut down in order."""
+        """Run until :meth:`request_stop` (or SIGTERM/SIGINT), then shut down in order.
+
+        Raises the uplink's error if the MQTT session failed unexpectedly (after shutting down).
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         try:
-            async with asyncio.TaskGroup() as group:
-                uplink_task = group.create_task(self.uplink.run(), name="uplink")
-                forwarder = group.create_task(self.bridge.forward(self.uplink), name="forwarder")
-                adapters = group.create_task(self.supervisor.run(), name="supervisor")
-                background = [
-                    group.create_task(self._status_loop(), name="status"),
-                    group.create_task(self.notifier.watchdog(), name="watchdog"),
-                ]
-                self.notifier.notify(
-                    "READY=1", f"STATUS=started with {len(self.bridge.states)} devices"
-                )
-                log.info(
-                    "edged started: gateway %s, %d devices, broker %s:%d",
-                    self.config.gateway,
-                    len(self.bridge.states),
-                    self.config.platform.resolved_host,
-                    self.config.platform.resolved_port,
-                )
-                await self._stop.wait()
-                self.notifier.notify("STOPPING=1", "STATUS=stopping")
-                log.info(
-                    "stopping: adapters first, then draining %d queued messages",
-                    self.bridge.queue.qsize(),
-                )
-                adapters.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await adapters
-                await self.bridge.cancel_commands()
-                await self._drain(SHUTDOWN_DRAIN_SECONDS)
-                forwarder.cancel()
-                for task in background:
-                    task.cancel()
-                await self.uplink.close(timeout=SHUTDOWN_DRAIN_SECONDS)
-                uplink_task.cancel()
+            await self._run_until_stopped()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             self.notifier.close()
-        log.info("edged stopped")
+        if self._fatal is not None:
+            raise self._fatal
+        counters = self.bridge.counters
+        log.info(
+            "edged stopped: %d readings taken, %d messages handed to the broker, %d left queued",
+            counters["readings"],
+            counters["forwarded"],
+            self.bridge.queue.qsize(),
+        )
+
+    async def _run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        uplink = loop.create_task(self.uplink.run(), name="uplink")
+        uplink.add_done_callback(self._uplink_ended)
+        forwarder = loop.create_task(
+            keep_running("forwarder", lambda: self.bridge.forward(self.uplink)), name="forwarder"
+        )
+        adapters = loop.create_task(self.supervisor.run(), name="supervisor")
+        background = [
+            loop.create_task(keep_running("status loop", self._status_loop), name="status"),
+            loop.create_task(self.notifier.watchdog(), name="watchdog"),
+        ]
+        try:
+            self.notifier.notify(
+                "READY=1", f"STATUS=started with {len(self.bridge.states)} devices"
+            )
+            log.info(
+                "edged started: gateway %s, %d devices, broker %s:%d",
+                self.config.gateway,
+                len(self.bridge.states),
+                self.config.platform.resolved_host,
+                self.config.platform.resolved_port,
+            )
+            await self._stop.wait()
+            self.notifier.notify("STOPPING=1", "STATUS=stopping")
+            log.info(
+                "stopping: adapters first, then draining %d queued messages",
+                self.bridge.queue.qsize(),
+            )
+            await self._stop_tasks([adapters])
+            await self._bounded("answering commands in progress", self.bridge.cancel_commands())
+            await self._drain(SHUTDOWN_DRAIN_SECONDS)
+        finally:
+            await self._stop_tasks([forwarder, *background])
+            if not uplink.done():
+                await self._bounded(
+                    "closing the MQTT session", self.uplink.close(timeout=SHUTDOWN_DRAIN_SECONDS)
+                )
+            await self._stop_tasks([uplink, adapters])
+
+    def _uplink_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
+            self._fatal = task.exception()
+            log.error("the MQTT session failed unexpectedly: %r; stopping", self._fatal)
+            self.request_stop()
+
+    async def _stop_tasks(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel ``tasks`` and wait at most :data:`STOP_STEP_SECONDS` for them to end."""
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if not pending:
+            return
+        _, stuck = await asyncio.wait(pending, timeout=STOP_STEP_SECONDS)
+        for task in stuck:
+            if task.get_name() not in self.stuck_tasks:
+                self.stuck_tasks.append(task.get_name())
+                log.error(
+                    "task %s did not stop within %.0f s of being cancelled; giving up on it",
+                    task.get_name(),
+                    STOP_STEP_SECONDS,
+                )
+
+    async def _bounded(self, what: str, step: Awaitable[None]) -> None:
+        try:
+            async with asyncio.timeout(STOP_STEP_SECONDS):
+                await step
+        except TimeoutError:
+            log.error("shutdown: %s took over %.0f s; going on", what, STOP_STEP_SECONDS)
+            self.stuck_tasks.append(what)
 
     async def _drain(self, seconds: float) -> None:
         """Give the forwarder up to ``seconds`` to hand every queued message to the uplink."""
         if self.uplink.connected:
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(seconds):
                     await self.bridge.queue.join()
+            except TimeoutError:
+                pass
         if not self.bridge.queue.empty():
             log.warning(
                 "%d queued messages were not sent before shutdown (broker %s)",

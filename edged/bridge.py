@@ -1,9 +1,11 @@
 """The bridge: readings become events, commands reach their adapter, every command gets a result.
 
 The bridge owns the device table (which adapter runner owns which platform identity) and the
-device states. It is the adapters' :class:`~edged.adapters.base.ReadingSink`. Outgoing messages
-go into a bounded queue that the forwarder drains into the uplink; a full queue makes
-``emit`` wait (backpressure) instead of dropping anything.
+device states. It is the adapters' :class:`~edged.adapters.base.ReadingSink`. Readings go into
+the bulk lane of a bounded :class:`~edged.sendqueue.SendQueue` that the forwarder drains into
+the uplink; a full lane makes ``emit`` wait (backpressure) instead of dropping anything. Command
+messages go to the :class:`~edged.commands.CommandDesk`, which runs them through
+:meth:`Bridge.execute` and puts each one's result into the priority lane.
 """
 
 from __future__ import annotations
@@ -14,32 +16,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Protocol
 
 from edged import codec, topics
 from edged.adapters.base import Adapter
-from edged.errors import CommandFailed, CommandRejected, CommandUnsupported, PayloadTooLarge
-from edged.model import (
-    Command,
-    CommandResult,
-    CommandStatus,
-    DeviceIdentity,
-    DeviceState,
-    JSONValue,
-    Reading,
-)
+from edged.commands import CommandDesk
+from edged.errors import CommandFailed, CommandUnsupported, PayloadTooLarge
+from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, Reading
+from edged.problems import ProblemLog
+from edged.sendqueue import OutgoingMessage, SendQueue
+from edged.text import safe
 
 log = logging.getLogger(__name__)
 
-MAX_CONCURRENT_COMMANDS = 256
-
-
-class OutgoingMessage(NamedTuple):
-    """A message waiting for the uplink."""
-
-    topic: str
-    payload: bytes
-    qos: int
+DEFAULT_QUEUE_BYTES = 16 * 1024 * 1024
 
 
 class Publisher(Protocol):
@@ -71,14 +61,19 @@ class Bridge:
         *,
         qos: int = 1,
         queue_size: int = 10000,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         command_timeout: float = 10.0,
         result_event: str = "cmdResult",
     ) -> None:
         self.gateway = gateway
         self.qos = qos
-        self.command_timeout = command_timeout
-        self.result_event = result_event
-        self.queue: asyncio.Queue[OutgoingMessage] = asyncio.Queue(maxsize=queue_size)
+        self.queue = SendQueue(queue_size, queue_bytes)
+        self.commands = CommandDesk(
+            self.execute,
+            self.queue.put_priority,
+            result_event=result_event,
+            timeout=command_timeout,
+        )
         self.owners: dict[DeviceIdentity, Adapter] = {}
         for adapter in adapters:
             for device in adapter.devices:
@@ -89,9 +84,9 @@ class Bridge:
         }
         self.gateway_commands: dict[str, GatewayCommandHandler] = {}
         self.counters: Counter[str] = Counter()
-        self._command_tasks: set[asyncio.Task[None]] = set()
         self._device_locks: dict[DeviceIdentity, asyncio.Lock] = {}
-        self._oversize_logged: set[DeviceIdentity] = set()
+        self._oversize_logged: set[DeviceIdentity] = set()  # bounded: configured devices only
+        self._publish_problems = ProblemLog(log, "forwarder", quiet=60.0)
 
     # -- ReadingSink ---------------------------------------------------------------------------
 
@@ -101,12 +96,7 @@ class Bridge:
         topic = topics.event_topic(reading.device, reading.event)
         if not self._fits(reading.device, topic, payload):
             return
-        message = OutgoingMessage(topic, payload, self.qos)
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.counters["queue_full_waits"] += 1
-            await self.queue.put(message)
+        await self.queue.put(OutgoingMessage(topic, payload, self.qos))
         self.counters["readings"] += 1
 
     def set_state(self, device: DeviceIdentity, state: DeviceState, detail: str = "") -> None:
@@ -127,7 +117,7 @@ class Bridge:
         if len(payload) <= codec.MAX_PAYLOAD:
             return True
         self.counters["oversize_refused"] += 1
-        if device not in self._oversize_logged:
+        if device not in self._oversize_logged and device in self.states:
             self._oversize_logged.add(device)
             log.error(
                 "refused to publish %d bytes on %s: the platform's limit is %d bytes "
@@ -139,82 +129,51 @@ class Bridge:
             )
         return False
 
-    async def publish_now(
+    def publish_priority(
         self, device: DeviceIdentity, event: str, payload: bytes, qos: int
     ) -> bool:
-        """Queue an event body that is already encoded; False when refused for size."""
+        """Queue an encoded event ahead of readings; False when refused (size, full lane)."""
         topic = topics.event_topic(device, event)
         if not self._fits(device, topic, payload):
             return False
-        await self.queue.put(OutgoingMessage(topic, payload, qos))
-        return True
+        return self.queue.put_priority(OutgoingMessage(topic, payload, qos))
 
     async def forward(self, publisher: Publisher) -> None:
-        """Drain the queue into ``publisher`` until cancelled (the forwarder task)."""
+        """Drain the queue into ``publisher`` until cancelled (the forwarder task).
+
+        A message the uplink refuses for an unexpected reason (a bug, never a network problem:
+        the uplink waits those out) is dropped, counted and logged once per kind of error, so
+        one bad message cannot stop the forwarder or block those behind it.
+        """
         queue = self.queue
         while True:
             message = await queue.get()
             try:
                 await publisher.publish(message.topic, message.payload, message.qos)
+                self.counters["forwarded"] += 1
             except PayloadTooLarge:
                 self.counters["oversize_refused"] += 1
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                self.counters["publish_errors"] += 1
+                self._publish_problems.fail(
+                    type(exc).__name__,
+                    f"dropped a message on {safe(message.topic)}: {safe(exc)!s} "
+                    "(further ones counted in the status event as publish_errors)",
+                    logging.ERROR,
+                )
             finally:
                 queue.task_done()
-            self.counters["forwarded"] += 1
 
     # -- incoming ------------------------------------------------------------------------------
 
-    def handle_command_message(self, topic: topics.CommandTopic, payload: bytes) -> None:
+    def handle_command_message(
+        self, topic: topics.CommandTopic | topics.MalformedCommandTopic, payload: bytes
+    ) -> None:
         """Start carrying out a command received on ``topic``; the result is published later."""
-        self.counters["commands"] += 1
-        data: Any = None
-        correlation_id: str | None = None
-        problem: str | None = None
-        if topic.format == "json":
-            try:
-                data = codec.decode_json(payload)
-            except ValueError:
-                problem = "the payload is not valid JSON"
-            if isinstance(data, dict):
-                raw_id = data.get("reqId", data.get("correlationId"))
-                if isinstance(raw_id, str | int) and not isinstance(raw_id, bool):
-                    correlation_id = str(raw_id)
-        command = Command(topic.device, topic.command, topic.format, payload, data, correlation_id)
-        if problem is not None:
-            self._finish(CommandResult(command, CommandStatus.REJECTED, problem))
-            return
-        if len(self._command_tasks) >= MAX_CONCURRENT_COMMANDS:
-            self._finish(
-                CommandResult(command, CommandStatus.FAILED, "too many commands in progress")
-            )
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._run_command(command), name=f"command:{command.device}:{command.name}"
-        )
-        self._command_tasks.add(task)
-        task.add_done_callback(self._command_tasks.discard)
+        self.commands.handle(topic, payload)
 
-    async def _run_command(self, command: Command) -> None:
-        try:
-            async with asyncio.timeout(self.command_timeout):
-                data = await self._execute(command)
-            result = CommandResult(command, CommandStatus.OK, None, data or {})
-        except CommandRejected as exc:
-            result = CommandResult(command, CommandStatus.REJECTED, str(exc))
-        except CommandUnsupported as exc:
-            result = CommandResult(command, CommandStatus.UNSUPPORTED, str(exc))
-        except CommandFailed as exc:
-            result = CommandResult(command, CommandStatus.FAILED, str(exc))
-        except TimeoutError:
-            result = CommandResult(
-                command, CommandStatus.TIMEOUT, f"no outcome within {self.command_timeout:g} s"
-            )
-        except Exception as exc:
-            log.exception("command %s for %s raised unexpectedly", command.name, command.device)
-            result = CommandResult(command, CommandStatus.FAILED, f"internal error: {exc}")
-        self._finish(result)
-
-    async def _execute(self, command: Command) -> Mapping[str, JSONValue] | None:
+    async def execute(self, command: Command) -> Mapping[str, JSONValue] | None:
+        """Carry out ``command`` on the gateway or the adapter that owns its device."""
         if command.device == self.gateway:
             handler = self.gateway_commands.get(command.name)
             if handler is None:
@@ -233,34 +192,9 @@ class Bridge:
         async with lock:  # one command at a time per device, in arrival order
             return await adapter.execute(command)
 
-    def _finish(self, result: CommandResult) -> None:
-        self.counters[f"commands_{result.status.value}"] += 1
-        if result.status is not CommandStatus.OK:
-            log.info(
-                "command %s for %s: %s: %s",
-                result.command.name,
-                result.command.device,
-                result.status.value,
-                result.error,
-            )
-        payload = codec.encode_command_result(result, time.time())
-        topic = topics.event_topic(result.command.device, self.result_event)
-        if not self._fits(result.command.device, topic, payload):
-            return
-        message = OutgoingMessage(topic, payload, 1)
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            task = asyncio.get_running_loop().create_task(self.queue.put(message))
-            self._command_tasks.add(task)
-            task.add_done_callback(self._command_tasks.discard)
-
     async def cancel_commands(self) -> None:
-        """Cancel commands still in progress (shutdown)."""
-        for task in list(self._command_tasks):
-            task.cancel()
-        if self._command_tasks:
-            await asyncio.gather(*self._command_tasks, return_exceptions=True)
+        """Cancel commands still in progress (shutdown); each is answered as cancelled."""
+        await self.commands.cancel_all()
 
     # -- status --------------------------------------------------------------------------------
 

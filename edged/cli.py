@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,7 +53,15 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or config.logging.level, secrets=[config.token.reveal()])
 
     async def main() -> None:
-        await Gateway(config).run()
+        gateway = Gateway(config)
+        try:
+            await gateway.run()
+        finally:
+            if gateway.stuck_tasks:
+                # asyncio.run would wait forever for a task that ignores cancellation.
+                log.error("exiting with stuck tasks: %s", ", ".join(gateway.stuck_tasks))
+                logging.shutdown()
+                os._exit(EX_SOFTWARE)
 
     try:
         asyncio.run(main())

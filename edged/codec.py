@@ -36,8 +36,11 @@ def iso_time(timestamp: float) -> str:
 
 
 def encode_event(values: Mapping[str, JSONValue], timestamp: float) -> bytes:
-    """An event body: ``{"ts": ISO-8601, "d": {values}}``."""
-    return orjson.dumps({"ts": iso_time(timestamp), "d": values}, option=orjson.OPT_NON_STR_KEYS)
+    """An event body: ``{"ts": ISO-8601, "d": {values}}``, in a buffer of its own size."""
+    body = orjson.dumps({"ts": iso_time(timestamp), "d": values}, option=orjson.OPT_NON_STR_KEYS)
+    # orjson >= 3.11 returns bytes whose allocation stays ~4 KiB however short the JSON: a
+    # queued reading would hold 4 KiB for ~60 bytes. Copying costs ~0.1 us and frees that.
+    return bytes(memoryview(body))
 
 
 def encode_command_result(result: CommandResult, timestamp: float) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from edged.adapters.base import Adapter, ReadingSink
@@ -114,3 +114,45 @@ class Supervisor:
         if health.failing and health.restarts == restarts_then:
             health.failing = False
             log.info("adapter %s recovered after %d failures", name, health.failures)
+
+
+async def keep_running(
+    name: str,
+    work: Callable[[], Awaitable[None]],
+    *,
+    backoff: Backoff | None = None,
+    healthy_after: float = HEALTHY_AFTER,
+) -> None:
+    """Run a core task (forwarder, status loop) until cancelled, restarting it if it fails.
+
+    A core task has no reason to fail: when it does, that is a bug, so its first failure in a
+    streak is logged with the traceback, repeats at DEBUG, and it is restarted with backoff
+    rather than taking the daemon (and every device) down with it.
+    """
+    delays = backoff or Backoff(initial=1.0, maximum=60.0)
+    failing = False
+    while True:
+        started = time.monotonic()
+        try:
+            await work()
+            error: Exception = RuntimeError("returned without being cancelled")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            error = exc
+        if time.monotonic() - started >= healthy_after:
+            delays.reset()
+            failing = False
+        delay = delays.next_delay()
+        if failing:
+            log.debug("%s failed again: %r; restarting in %.1f s", name, error, delay)
+        else:
+            failing = True
+            log.error(
+                "%s failed: %r; restarting in %.1f s (a bug: please report it)",
+                name,
+                error,
+                delay,
+                exc_info=error,
+            )
+        await asyncio.sleep(delay)

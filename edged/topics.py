@@ -96,6 +96,19 @@ class CommandTopic:
 
 
 @dataclass(frozen=True, slots=True)
+class MalformedCommandTopic:
+    """A command topic for a nameable device whose command or format level is not valid.
+
+    The broker delivers these (``+`` matches any level, empty included); the device can still
+    be told that its command was refused. ``command`` and ``format`` are the raw levels.
+    """
+
+    device: DeviceIdentity
+    command: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyTopic:
     """A parsed gateway notify topic."""
 
@@ -111,22 +124,24 @@ class DMTopic:
     to_device: bool
 
 
-ParsedTopic = EventTopic | CommandTopic | NotifyTopic | DMTopic
+ParsedTopic = EventTopic | CommandTopic | MalformedCommandTopic | NotifyTopic | DMTopic
 
 
 def _parse_iot2(device: DeviceIdentity, rest: list[str]) -> ParsedTopic | None:
     if rest == ["notify"]:
         return NotifyTopic(device)
+    if len(rest) == 4 and rest[0] == "cmd" and rest[2] == "fmt":
+        if is_valid_name(rest[1]) and is_valid_name(rest[3]):
+            return CommandTopic(device, rest[1], rest[3])
+        return MalformedCommandTopic(device, rest[1], rest[3])
     if (
-        len(rest) != 4
-        or rest[2] != "fmt"
-        or not (is_valid_name(rest[1]) and is_valid_name(rest[3]))
+        len(rest) == 4
+        and rest[0] == "evt"
+        and rest[2] == "fmt"
+        and is_valid_name(rest[1])
+        and is_valid_name(rest[3])
     ):
-        return None
-    if rest[0] == "evt":
         return EventTopic(device, rest[1], rest[3])
-    if rest[0] == "cmd":
-        return CommandTopic(device, rest[1], rest[3])
     return None
 
 

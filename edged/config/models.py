@@ -93,7 +93,9 @@ class CommandsConfig(StrictModel):
 class QueueConfig(StrictModel):
     """The bounded in-memory queue between the bridge and the uplink."""
 
-    max_messages: int = Field(default=10000, ge=1)
+    max_messages: int = Field(default=10000, ge=1, le=10_000_000)
+    # Readings wait (backpressure) once either bound is reached; 16 MiB by default.
+    max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024, le=4 * 1024 * 1024 * 1024)
 
 
 class LoggingConfig(StrictModel):

@@ -79,7 +79,7 @@ async def test_bad_commands_get_error_results(
     body = await _result(bridge)
     assert body["status"] == status
     assert isinstance(body["error"], str) and error in body["error"]
-    assert bridge.counters[f"commands_{status}"] == 1
+    assert bridge.commands.counters[f"commands_{status}"] == 1
 
 
 async def test_gateway_command_and_timeout() -> None:

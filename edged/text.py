@@ -1,0 +1,42 @@
+"""Outside-supplied text made safe for logs and reports: escaped, one line, bounded.
+
+Whatever the platform, a device or a config file says is data. Logged raw, a newline in it
+forges a log line and a megabyte of it becomes a megabyte of log; kept raw, it holds memory.
+"""
+
+from __future__ import annotations
+
+DEFAULT_LIMIT = 200
+"""Characters kept of an outside-supplied string in a log line."""
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def _escape_char(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code <= 0xFF
+        else f"\\u{code:04x}"
+        if code <= 0xFFFF
+        else f"\\U{code:08x}"
+    )
+
+
+def safe(value: object, limit: int = DEFAULT_LIMIT) -> str:
+    """``value`` as one printable line of at most about ``limit`` characters.
+
+    Control and other non-printable characters (newlines, escape sequences, NUL, bidi marks) are
+    shown as backslash escapes; longer text is cut and the number of characters left out named.
+    """
+    text = value if isinstance(value, str) else str(value)
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    if not (text.isprintable() and "\\" not in text):
+        text = "".join(_escape_char(char) for char in text)
+    return f"{text}...(+{cut} chars)" if cut > 0 else text
