@@ -40,6 +40,8 @@ MAX_TOPIC_BYTES = 65535
 WILDCARDS = frozenset("+#")
 """MQTT: wildcards belong in subscription filters, never in a topic a message is published on."""
 
+_NOT_IN_A_LEVEL = WILDCARDS | {"/", "\x00"}
+
 EVENTS_ROOT = "iot-2"
 DM_TO_PLATFORM = "iotdevice-1"
 DM_TO_GATEWAY = "iotdm-1"
@@ -47,7 +49,7 @@ DM_TO_GATEWAY = "iotdm-1"
 
 def is_valid_id(value: str) -> bool:
     """True when ``value`` can be a typeId, deviceId or appId: 1-36 of ``A-Za-z0-9-_.``."""
-    return 0 < len(value) <= MAX_ID_LENGTH and all(c in ID_CHARACTERS for c in value)
+    return 0 < len(value) <= MAX_ID_LENGTH and ID_CHARACTERS.issuperset(value)
 
 
 def is_valid_level(value: str) -> bool:
@@ -56,8 +58,10 @@ def is_valid_level(value: str) -> bool:
     The protocol leaves these free text (§2.1); MQTT requires one non-empty level without
     wildcards, ``/`` or U+0000, encodable as UTF-8.
     """
-    if not value or "/" in value or "\x00" in value or not WILDCARDS.isdisjoint(value):
+    if not value or not _NOT_IN_A_LEVEL.isdisjoint(value):
         return False
+    if value.isascii():
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate
