@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
 from edged.adapters.base import Loc
-from edged.config.types import Duration, PositiveDuration, StrictModel, TopicName
+from edged.config.types import Duration, FiniteFloat, PositiveDuration, StrictModel, TopicName
 from edged.config.yamlsource import format_loc
 
 BASE_UUID_SUFFIX = "-0000-1000-8000-00805f9b34fb"
@@ -112,8 +112,8 @@ class Encoding(StrictModel):
 
     type: FieldType = "uint8"
     endian: Literal["little", "big"] = "little"
-    scale: float = 1.0
-    add: float = 0.0
+    scale: FiniteFloat = 1.0
+    add: FiniteFloat = 0.0
     length: int | None = Field(default=None, ge=1, le=512)  # for string and hex
 
     @model_validator(mode="after")
@@ -237,8 +237,8 @@ class GattCommandConfig(Encoding):
     uuid: BleUuid
     payload: HexBytes | None = None
     response: bool = True
-    min: float | None = None
-    max: float | None = None
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
 
     @model_validator(mode="after")
     def _range(self) -> GattCommandConfig:

@@ -26,7 +26,7 @@ from edged.adapters.modbus.codec import (
     Order,
 )
 from edged.adapters.modbus.url import BusUrl, parse_bus_url
-from edged.config.types import Duration, PositiveDuration, StrictModel
+from edged.config.types import Duration, FiniteFloat, PositiveDuration, StrictModel
 from edged.config.yamlsource import format_loc
 
 Kind = Literal["holding", "input", "coil", "discrete"]
@@ -153,7 +153,7 @@ class PointConfig(_Target):
     decimals: int | None = Field(default=None, ge=0, le=12)
     unit: str | None = Field(default=None, max_length=32)
     interval: Duration | None = None
-    deadband: float | None = Field(default=None, ge=0)
+    deadband: FiniteFloat | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _bits_and_scaling(self) -> PointConfig:
@@ -175,8 +175,8 @@ class CommandConfig(_Target):
     """One command that writes a value (a ``commands:`` entry); the payload is ``{"value": X}``."""
 
     kind: Literal["holding", "coil"] = "holding"
-    min: float | None = None
-    max: float | None = None
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
     function: Literal["auto", "single", "multiple"] = "auto"
 
     @model_validator(mode="after")

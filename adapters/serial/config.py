@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 
 from edged.adapters.base import Loc
-from edged.config.types import Duration, PositiveDuration, StrictModel, TopicName
+from edged.config.types import Duration, FiniteFloat, PositiveDuration, StrictModel, TopicName
 from edged.config.yamlsource import format_loc
 
 MAX_FRAME_LIMIT = 1_048_576
@@ -160,8 +160,8 @@ class FieldSpec(SerialModel):
 
     source: str | None = Field(default=None, alias="from")  # raw name; default: the field's name
     type: Literal["auto", "float", "int", "str", "bool"] = "auto"
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: FiniteFloat = 1.0
+    offset: FiniteFloat = 0.0
     decimals: int | None = Field(default=None, ge=0, le=12)
     required: bool = False  # a frame without this field is a parse error
 

@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PlainValidator, model_validator
 
-from edged.config.types import Duration, StrictModel
+from edged.config.types import (
+    INT64_MAX,
+    Count,
+    Duration,
+    FiniteFloat,
+    PositiveDuration,
+    StrictModel,
+)
+
+
+def _script_value(value: object) -> float | int | str | bool:
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:
+            raise ValueError("an integer must fit in 64 bits")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+    raise ValueError("must be a number, a string or a boolean")
+
+
+ScriptValue = Annotated[float | int | str | bool, PlainValidator(_script_value)]
+"""One value of a scripted reading, as it will appear in the event's JSON."""
 
 
 class SignalConfig(StrictModel):
     """How one simulated value evolves."""
 
     kind: Literal["random", "sine", "counter", "constant"] = "random"
-    min: float = 0.0
-    max: float = 100.0
-    period: Duration = 60.0  # for sine
+    min: FiniteFloat = 0.0
+    max: FiniteFloat = 100.0
+    period: PositiveDuration = 60.0  # for sine
     decimals: int = Field(default=2, ge=0, le=10)
 
     @model_validator(mode="after")
@@ -30,9 +56,9 @@ class DeviceConfig(StrictModel):
 
     interval: Duration = 1.0
     values: dict[str, SignalConfig] = Field(default_factory=dict)
-    script: list[dict[str, float | int | str | bool]] = Field(default_factory=list)
-    count: int | None = Field(default=None, ge=0)  # stop after this many readings
-    fail_after: int | None = Field(default=None, ge=1)  # raise a transient error after N readings
+    script: list[dict[str, ScriptValue]] = Field(default_factory=list)
+    count: Count | None = None  # stop after this many readings
+    fail_after: Count | None = Field(default=None, ge=1)  # a transient error after N readings
     command_delay: Duration = 0.0
 
     @model_validator(mode="after")

@@ -1,12 +1,16 @@
 """Load and validate ``edged.yaml``: every problem is reported at once, with file and line.
 
 :func:`load_config` never touches network or hardware: it reads the YAML file, the token file
-and the CA file, imports only the adapters' config modules, and raises
-:class:`~edged.errors.ConfigError` listing each problem as ``FILE:LINE: key.path: message``.
+and the CA file (each a bounded regular file), imports only the adapters' config modules, and
+raises :class:`~edged.errors.ConfigError` listing each problem as one line
+``FILE:LINE: key.path: message``. Whatever the file holds, it raises nothing else and returns
+in bounded time. A valid config may still carry :attr:`Config.warnings` (same format) about
+settings that work but are unsafe.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from edged import registry
 from edged.adapters.base import DeviceSpec, Loc
+from edged.config.files import FileProblem, read_regular_file
 from edged.config.models import (
     CommandsConfig,
     DeviceCommonConfig,
@@ -25,11 +30,18 @@ from edged.config.models import (
     StatusConfig,
     TopLevelConfig,
 )
+from edged.config.report import format_problem
 from edged.config.yamlsource import YamlDocument, format_loc, load_yaml
 from edged.errors import ConfigError
 from edged.model import DeviceIdentity
 
 __all__ = ["Config", "ConfiguredDevice", "Secret", "format_loc", "load_config"]
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""The largest config file read (a config with hundreds of devices is well under 200 KiB)."""
+MAX_TOKEN_BYTES = 4096
+MAX_CA_BYTES = 1024 * 1024
+"""A CA bundle; Debian's whole system bundle is about 220 KiB."""
 
 
 class Secret:
@@ -80,6 +92,8 @@ class Config:
     logging: LoggingConfig
     devices: tuple[ConfiguredDevice, ...]
     adapter_settings: Mapping[str, BaseModel] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    """Settings that work but are unsafe, each ``FILE:LINE: key.path: warning: message``."""
 
     @property
     def gateway(self) -> DeviceIdentity:
@@ -98,35 +112,73 @@ _MESSAGES = {
 }
 
 
+def _has(data: Any, part: str | int) -> bool:
+    if isinstance(data, dict):
+        return part in data
+    return isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+
+
+def _error_loc(data: Any, error: Mapping[str, Any]) -> Loc:
+    """pydantic's error location without the labels of union members and validators.
+
+    Those labels (``function-after[_finite(), float]``, ``literal['auto']``) mean nothing to the
+    operator. A part is dropped only if it holds a bracket and is not a key in ``data``.
+    """
+    kept: list[str | int] = []
+    for part in error["loc"]:
+        if not isinstance(part, str | int):
+            continue
+        if _has(data, part):
+            data = data[part]
+        elif isinstance(part, str) and "[" in part:
+            continue
+        else:
+            data = None
+        kept.append(part)
+    return tuple(kept)
+
+
 def _validate(
     doc: YamlDocument, model: type[BaseModel], data: Any, loc: Loc, problems: list[str]
 ) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        found: dict[str, None] = {}  # a union reports once per member: keep one of each line
         for error in exc.errors(include_url=False):
-            err_loc = (*loc, *(part for part in error["loc"] if isinstance(part, str | int)))
+            err_loc = (*loc, *_error_loc(data, error))
             message = _MESSAGES.get(error["type"], error["msg"])
             if error["type"] == "value_error":
                 message = str(error.get("ctx", {}).get("error", message))
-            problems.append(doc.problem(err_loc, message))
+            found[doc.problem(err_loc, message)] = None
+        problems.extend(found)
         return None
 
 
-def _read_token(platform: PlatformConfig, doc: YamlDocument, problems: list[str]) -> Secret:
+def _read_token(
+    platform: PlatformConfig, doc: YamlDocument, problems: list[str], warnings: list[str]
+) -> Secret:
     if platform.token_file:
+        loc: Loc = ("platform", "token_file")
         try:
-            with open(platform.token_file, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        except OSError as exc:
-            problems.append(
-                doc.problem(
-                    ("platform", "token_file"), f"cannot read the token file: {exc.strerror}"
-                )
-            )
+            content = read_regular_file(platform.token_file, MAX_TOKEN_BYTES)
+            token = content.data.decode("utf-8").strip()
+        except FileProblem as exc:
+            problems.append(doc.problem(loc, f"cannot read the token file: {exc.message}"))
+            return Secret("")
+        except UnicodeDecodeError:
+            problems.append(doc.problem(loc, "the token file is not UTF-8 text"))
             return Secret("")
         if not token:
-            problems.append(doc.problem(("platform", "token_file"), "the token file is empty"))
+            problems.append(doc.problem(loc, "the token file is empty"))
+        if content.mode & 0o007:
+            warnings.append(
+                doc.problem(
+                    loc,
+                    f"warning: other users can access the token file (mode {content.mode:04o});"
+                    " make it 0600, or 0640 with group edged",
+                )
+            )
         return Secret(token)
     token = os.environ.get(platform.token_env, "")
     if not token:
@@ -147,13 +199,35 @@ def _check_ca_file(platform: PlatformConfig, doc: YamlDocument, problems: list[s
         problems.append(doc.problem(loc, "ca_file is set but tls is false"))
         return
     try:
-        with open(platform.ca_file, "rb") as handle:
-            head = handle.read(4096)
-    except OSError as exc:
-        problems.append(doc.problem(loc, f"cannot read the CA file: {exc.strerror}"))
+        content = read_regular_file(platform.ca_file, MAX_CA_BYTES)
+    except FileProblem as exc:
+        problems.append(doc.problem(loc, f"cannot read the CA file: {exc.message}"))
         return
-    if b"-----BEGIN CERTIFICATE-----" not in head:
+    if b"-----BEGIN CERTIFICATE-----" not in content.data:
         problems.append(doc.problem(loc, "the CA file holds no PEM certificate"))
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_plain_tcp(platform: PlatformConfig, doc: YamlDocument, warnings: list[str]) -> None:
+    host = platform.resolved_host
+    if platform.tls or _is_loopback(host):
+        return
+    warnings.append(
+        doc.problem(
+            ("platform", "tls"),
+            f"warning: tls is false: the token and all data go to {host} unencrypted"
+            " and the broker is not authenticated",
+        )
+    )
 
 
 def _load_devices(
@@ -243,9 +317,11 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
     top_raw = {key: value for key, value in data.items() if key not in ("devices", "adapters")}
     top = _validate(doc, TopLevelConfig, top_raw, (), problems)
     token = Secret("")
+    warnings: list[str] = []
     if top is not None:
-        token = _read_token(top.platform, doc, problems)
+        token = _read_token(top.platform, doc, problems, warnings)
         _check_ca_file(top.platform, doc, problems)
+        _check_plain_tcp(top.platform, doc, warnings)
     devices = _load_devices(doc, data.get("devices"), problems)
     if top is not None:
         gateway = DeviceIdentity(top.platform.gateway.type, top.platform.gateway.id)
@@ -270,18 +346,19 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
         logging=top.logging,
         devices=tuple(devices),
         adapter_settings=settings,
+        warnings=tuple(warnings),
     )
 
 
 def load_config(path: str) -> Config:
-    """Read and validate the config file at ``path``."""
+    """Read and validate the config file at ``path`` (a regular file of at most 1 MiB)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise ConfigError(
-            [f"{path}:1: (file): cannot read the config file: {exc.strerror}"]
-        ) from exc
+        text = read_regular_file(path, MAX_CONFIG_BYTES).data.decode("utf-8")
+    except FileProblem as exc:
+        message = f"cannot read the config file: {exc.message}"
+        raise ConfigError([format_problem(path, 1, "(file)", message)]) from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}:1: (file): the config file is not UTF-8 text"]) from exc
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        message = f"the config file is not UTF-8 text (byte {exc.start + 1})"
+        raise ConfigError([format_problem(path, line, "(file)", message)]) from exc
     return load_config_text(text, path)

@@ -7,13 +7,21 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from edged.config.types import (
-    Duration,
+    DAY,
+    HOUR,
+    MINUTE,
+    EnvName,
+    HostName,
     PlatformId,
-    PositiveDuration,
     StrictModel,
     TopicName,
-    parse_duration,
+    duration_range,
 )
+
+MQTT_MAX_SESSION_EXPIRY = 0xFFFFFFFF
+"""MQTT 5's largest session expiry interval (the broker reads it as "never expires")."""
+
+ReconnectDelay = Annotated[float, duration_range(0.01, DAY)]
 
 
 class GatewayIdentityConfig(StrictModel):
@@ -26,11 +34,11 @@ class GatewayIdentityConfig(StrictModel):
 class ReconnectConfig(StrictModel):
     """Jittered exponential backoff between connection attempts."""
 
-    initial: PositiveDuration = 1.0
-    max: PositiveDuration = 120.0
+    initial: ReconnectDelay = 1.0
+    max: ReconnectDelay = 120.0
     # After the broker refused our credentials: retrying fast cannot help and floods its log.
-    refused_initial: PositiveDuration = 60.0
-    refused_max: PositiveDuration = 900.0
+    refused_initial: ReconnectDelay = 60.0
+    refused_max: ReconnectDelay = 900.0
 
     @model_validator(mode="after")
     def _ordered(self) -> ReconnectConfig:
@@ -40,6 +48,8 @@ class ReconnectConfig(StrictModel):
 
 
 def _mqtt_version(value: object) -> object:
+    if not isinstance(value, str | int | float):  # a list or mapping: the Literal refuses it
+        return value
     aliases: dict[object, object] = {5: "5", 311: "3.1.1", "5.0": "5"}
     return aliases.get(value, value)
 
@@ -48,19 +58,19 @@ class PlatformConfig(StrictModel):
     """How to reach and authenticate to the platform's MQTT service."""
 
     org: PlatformId
-    domain: str = "internetofthings.ibmcloud.com"
-    host: str | None = None
+    domain: HostName = "internetofthings.ibmcloud.com"
+    host: HostName | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     tls: bool = True
     ca_file: str | None = None
     gateway: GatewayIdentityConfig
     token_file: str | None = None
-    token_env: str = "EDGED_TOKEN"  # noqa: S105 - the variable's name, not a secret
+    token_env: EnvName = "EDGED_TOKEN"  # noqa: S105 - the variable's name, not a secret
     mqtt_version: Annotated[Literal["3.1.1", "5"], BeforeValidator(_mqtt_version)] = "3.1.1"
     persistent_session: bool = True
-    session_expiry: Duration = 86400.0
-    keepalive: Annotated[float, BeforeValidator(parse_duration), Field(ge=5, le=3600)] = 60.0
-    connect_timeout: PositiveDuration = 30.0
+    session_expiry: Annotated[float, duration_range(0.0, MQTT_MAX_SESSION_EXPIRY)] = DAY
+    keepalive: Annotated[float, duration_range(5.0, HOUR)] = 60.0
+    connect_timeout: Annotated[float, duration_range(0.1, 10 * MINUTE)] = 30.0
     reconnect: ReconnectConfig = ReconnectConfig()
     qos: Literal[0, 1] = 1
     max_inflight: int = Field(default=100, ge=1, le=65535)
@@ -79,14 +89,14 @@ class PlatformConfig(StrictModel):
 class StatusConfig(StrictModel):
     """The gateway's periodic status event."""
 
-    interval: PositiveDuration = 60.0
+    interval: Annotated[float, duration_range(1.0, DAY)] = 60.0
     event: TopicName = "status"
 
 
 class CommandsConfig(StrictModel):
     """How commands are carried out and answered."""
 
-    timeout: PositiveDuration = 10.0
+    timeout: Annotated[float, duration_range(0.01, HOUR)] = 10.0
     result_event: TopicName = "cmdResult"
 
 

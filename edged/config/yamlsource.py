@@ -1,17 +1,53 @@
 """YAML to plain Python data, remembering the line of every key and list item.
 
-Duplicate keys are errors (PyYAML silently keeps the last one, which hides typos).
+Duplicate keys are errors (PyYAML silently keeps the last one, which hides typos). Whatever the
+text holds, :func:`load_yaml` returns: syntax errors, characters YAML forbids, values PyYAML
+cannot build (a 5,000-digit number, February 30th), nesting past a limit and alias bombs all
+become problems in :attr:`YamlDocument.problems`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections import deque
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from edged.adapters.base import Loc
+from edged.config.report import format_loc, format_problem
+from edged.config.yamlguard import ShapeError, check_shape
+
+__all__ = ["YamlDocument", "format_loc", "load_yaml"]
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_FAILED = object()
+
+
+class _Replay(yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """PyYAML's safe composer and constructor, fed with events already parsed and checked."""
+
+    def __init__(self, events: Iterable[yaml.Event]) -> None:
+        self._events = deque(events)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+    def check_event(self, *choices: type[yaml.Event]) -> bool:
+        """The parser's interface: is the next event one of ``choices`` (any, if none)?"""
+        if not self._events:
+            return False
+        return not choices or isinstance(self._events[0], choices)
+
+    def peek_event(self) -> yaml.Event:
+        """The next event, left in place."""
+        return self._events[0]
+
+    def get_event(self) -> yaml.Event:
+        """The next event, consumed."""
+        return self._events.popleft()
 
 
 @dataclass
@@ -32,48 +68,73 @@ class YamlDocument:
         return 1
 
     def problem(self, loc: Loc, message: str) -> str:
-        """Format a problem as ``FILE:LINE: key.path: message``."""
-        where = format_loc(loc) or "(top level)"
-        return f"{self.path}:{self.line_of(loc)}: {where}: {message}"
+        """Format a problem as one line: ``FILE:LINE: key.path: message``."""
+        return format_problem(self.path, self.line_of(loc), format_loc(loc), message)
 
 
-def format_loc(loc: Loc) -> str:
-    """``("devices", 2, "modbus", "unit")`` -> ``devices[2].modbus.unit``."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+def _reader_line(text: str, exc: yaml.reader.ReaderError) -> int:
+    return text.count("\n", 0, max(0, exc.position)) + 1
 
 
 def load_yaml(text: str, path: str) -> YamlDocument:
-    """Parse ``text``; syntax errors and duplicate keys land in ``problems``."""
+    """Parse ``text``; every problem with it lands in ``problems``, nothing is raised."""
     doc = YamlDocument(path=path, data=None)
-    loader = yaml.SafeLoader(text)
     try:
+        loader = _Replay(check_shape(yaml.parse(text, Loader=yaml.SafeLoader)))
         node = loader.get_single_node()
         doc.lines[()] = 1
         doc.data = None if node is None else _convert(node, loader, doc, ())
+    except ShapeError as exc:
+        doc.problems.append(format_problem(path, exc.line, "(yaml)", exc.message))
+    except yaml.reader.ReaderError as exc:
+        message = f"character #x{exc.character:04x} is not allowed in YAML"
+        doc.problems.append(format_problem(path, _reader_line(text, exc), "(yaml)", message))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        doc.problems.append(f"{path}:{line}: (yaml): {exc.problem or exc.context}")
+        message = exc.problem or exc.context or "invalid YAML"
+        doc.problems.append(format_problem(path, line, "(yaml)", message))
     except yaml.YAMLError as exc:
-        doc.problems.append(f"{path}:1: (yaml): {exc}")
-    finally:
-        loader.dispose()
+        doc.problems.append(format_problem(path, 1, "(yaml)", str(exc)))
+    if doc.problems:
+        doc.data = None
     return doc
 
 
-def _convert(node: yaml.Node, loader: yaml.SafeLoader, doc: YamlDocument, loc: Loc) -> Any:
+def _scalar(node: yaml.Node, loader: _Replay, doc: YamlDocument, loc: Loc) -> Any:
+    """Build one value; a value PyYAML cannot build is a problem and becomes ``_FAILED``."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:
+        if node.tag == _INT_TAG:
+            message = "this number has too many digits"
+        elif node.tag == _TIMESTAMP_TAG:
+            message = f"not a valid date or time: {exc}"
+        else:
+            message = f"cannot read this value: {exc}"
+        doc.lines.setdefault(loc, node.start_mark.line + 1)
+        doc.problems.append(doc.problem(loc, message))
+        return _FAILED
+
+
+def _key_part(key: Hashable) -> str | int:
+    if isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
+        return key
+    return str(key)
+
+
+def _convert(node: yaml.Node, loader: _Replay, doc: YamlDocument, loc: Loc) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves << merge keys
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _scalar(key_node, loader, doc, loc)
+            if key is _FAILED:
+                continue
             if not isinstance(key, Hashable):
                 doc.problems.append(doc.problem(loc, "a mapping key must be a plain value"))
                 continue
-            key_loc = (*loc, key if isinstance(key, str | int) else str(key))
+            key_loc = (*loc, _key_part(key))
             doc.lines[key_loc] = key_node.start_mark.line + 1
             if key in result:
                 doc.problems.append(doc.problem(key_loc, "duplicate key"))
@@ -85,4 +146,4 @@ def _convert(node: yaml.Node, loader: yaml.SafeLoader, doc: YamlDocument, loc: L
             doc.lines[(*loc, index)] = item.start_mark.line + 1
             items.append(_convert(item, loader, doc, (*loc, index)))
         return items
-    return loader.construct_object(node, deep=True)
+    return _scalar(node, loader, doc, loc)
