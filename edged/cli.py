@@ -32,9 +32,12 @@ def _check_config(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{args.config}: {len(exc.problems)} problem(s) found", file=sys.stderr)
         return EX_CONFIG
+    for warning in config.warnings:
+        print(warning, file=sys.stderr)
+    warned = f", {len(config.warnings)} warning(s)" if config.warnings else ""
     print(
         f"{args.config}: OK: gateway {config.gateway}, {len(config.devices)} device(s), "
-        f"adapters: {', '.join(config.adapters_in_use) or 'none'}"
+        f"adapters: {', '.join(config.adapters_in_use) or 'none'}{warned}"
     )
     return EX_OK
 
@@ -51,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EX_CONFIG
     setup_logging(args.log_level or config.logging.level, secrets=[config.token.reveal()])
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
 
     async def main() -> None:
         gateway = Gateway(config)
