@@ -30,6 +30,7 @@ from edged.adapters.serial.config import (
     to_bytes,
 )
 from edged.adapters.serial.framing import FixedFramer, Framer, LineFramer, MarkerFramer
+from edged.adapters.serial.liveness import Liveness
 from edged.adapters.serial.parsers import (
     FrameParser,
     Parsed,
@@ -37,10 +38,11 @@ from edged.adapters.serial.parsers import (
     build_parser,
     describe_frame,
 )
-from edged.adapters.serial.port import PortError, PortLostError, SerialLink
+from edged.adapters.serial.port import PortError, PortLostError, SerialLink, WriteTimeout
 from edged.adapters.serial.templates import Template
-from edged.backoff import Backoff
+from edged.adapters.serial.throttle import EventThrottle
 from edged.errors import CommandFailed, CommandUnsupported
+from edged.linkretry import LinkRetry
 from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, Reading
 from edged.problems import ProblemLog
 
@@ -50,7 +52,8 @@ HIGH_WATER = 2048
 """Queued frames at which reading pauses until the consumer catches up."""
 LOW_WATER = 256
 STABLE_AFTER = 10.0
-"""Seconds a reopened port must stay up before the reopen backoff starts again from the start."""
+"""Seconds a reopened port must stay up before the reopen backoff starts again from the start
+(and before a reopened port that has received nothing counts as back)."""
 FRAME_KINDS = ("decode", "checksum", "parse", "nomatch", "overlong", "garbage")
 
 LinkFactory = Callable[[DeviceConfig], SerialLink]
@@ -79,6 +82,7 @@ class SerialStats:
     throttled: int = 0
     replies: int = 0
     reply_timeouts: int = 0
+    write_timeouts: int = 0
     fixes: int = 0
     opens: int = 0
     open_failures: int = 0
@@ -123,13 +127,16 @@ class PortDownError(Exception):
 class SerialDevice(Adapter):
     """Owns one serial port and the device on it; restarts nothing itself but the port.
 
-    Device state changes (down, offline, online) go to the sink, which logs them as warnings;
-    this class logs the port-level story (open, lost, reopened) at INFO so nothing is said twice
-    at WARNING, and bad input (parse, checksum, over-long frames) once per state change.
+    Device state changes (down, offline, online; the rule is in
+    :mod:`~edged.adapters.serial.liveness`) go to the sink, which logs them as warnings; this
+    class logs the port-level story at INFO (once when a failure episode starts, once when the
+    port has been back for ``stable_after`` seconds) so nothing is said twice at WARNING, and
+    bad input (parse, checksum, over-long frames, stalled writes) once per episode.
 
     A missing or failing port never ends :meth:`run`: the device is marked ``down`` and the
-    port reopened with backoff. ``frame_hook`` (used by ``edged serial monitor``) sees every
-    frame as it is cut, replies included, before anything else happens to it.
+    port reopened with backoff (:class:`~edged.linkretry.LinkRetry`). ``frame_hook`` (used by
+    ``edged serial monitor``) sees every frame as it is cut, replies included, before anything
+    else happens to it.
     """
 
     def __init__(
@@ -140,6 +147,7 @@ class SerialDevice(Adapter):
         *,
         link_factory: LinkFactory = SerialLink.open,
         frame_hook: Callable[[bytes], None] | None = None,
+        stable_after: float = STABLE_AFTER,
     ) -> None:
         config = spec.section
         super().__init__(f"serial:{config.port}", [spec.identity])
@@ -153,6 +161,7 @@ class SerialDevice(Adapter):
         self.last_fix: nmea.Fix | None = None
         self._link_factory = link_factory
         self._frame_hook = frame_hook
+        self._stable_after = stable_after
         label = f"{spec.identity} on {config.port}"
         self.problems = ProblemLog(log, label)
         # Polls are slow and periodic: report every change of a query's answering state.
@@ -176,7 +185,12 @@ class SerialDevice(Adapter):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_rx = 0.0
         self._idle_handle: asyncio.TimerHandle | None = None
-        self._last_emit: dict[str, float] = {}
+        self._confirm_handle: asyncio.TimerHandle | None = None
+        self._liveness = Liveness(
+            polled=bool(self._queries), idle_timeout=config.idle_timeout, stable_after=stable_after
+        )
+        self._poll_crash: BaseException | None = None
+        self._throttle = EventThrottle(config.min_interval)
         self._seen_overlong = 0
         self._seen_garbage = 0
         self._seen_discarded = 0
@@ -243,44 +257,40 @@ class SerialDevice(Adapter):
         self.state, self._state_detail = DeviceState.STARTING, ""
         sink.set_state(self.identity, DeviceState.STARTING, "")
         reopen = self.settings.reopen
-        backoff = Backoff(initial=reopen.initial, maximum=reopen.max)
-        loop = asyncio.get_running_loop()
-        failing = False
+        retry = LinkRetry(
+            log,
+            self._label,
+            initial=reopen.initial,
+            maximum=reopen.max,
+            stable_after=self._stable_after,
+        )
         try:
             while True:
                 try:
                     link = self._link_factory(self.config)
                 except PortError as exc:
                     self.stats.open_failures += 1
-                    detail = f"cannot open {self.config.port}: {exc}"
-                    if not failing:
-                        log.info("%s: cannot open: %s; retrying with backoff", self._label, exc)
-                        failing = True
-                    else:
-                        log.debug("%s: cannot open: %s", self._label, exc)
-                    self._set_state(DeviceState.DOWN, detail)
-                    await asyncio.sleep(backoff.next_delay())
+                    self._set_state(DeviceState.DOWN, f"cannot open {self.config.port}: {exc}")
+                    await asyncio.sleep(retry.attempt_failed(f"cannot open: {exc}", logging.INFO))
                     continue
                 self.stats.opens += 1
-                if failing:
-                    log.info("%s: port open again", self._label)
-                    failing = False
+                if retry.failing:
+                    log.debug("%s: port open again", self._label)
                 else:
                     log.info("%s: port open", self._label)
-                opened_at = loop.time()
+                # In a failure episode the reopened port must prove itself before the device
+                # counts as back (see liveness.py).
+                confirmed = not retry.failing
+                retry.connected()
                 try:
-                    await self._session(link)
-                except PortLostError as exc:
-                    self.stats.losses += 1
-                    failing = True
-                    log.info("%s: port lost: %s; reopening with backoff", self._label, exc)
-                    self._set_state(DeviceState.DOWN, f"port lost: {exc}")
+                    reason = await self._session(link, confirmed=confirmed)
                 finally:
                     link.close()
-                if loop.time() - opened_at >= STABLE_AFTER:
-                    backoff.reset()
-                await asyncio.sleep(backoff.next_delay())
+                self.stats.losses += 1
+                self._set_state(DeviceState.DOWN, f"port lost: {reason}")
+                await asyncio.sleep(retry.lost(f"port lost: {reason}", logging.INFO))
         finally:
+            retry.close()
             self._sink = None
 
     async def execute(self, command: Command) -> Mapping[str, JSONValue] | None:
@@ -294,12 +304,12 @@ class SerialDevice(Adapter):
         try:
             if config.reply == "none":
                 async with self._lock:
-                    await self._require_link().write(data, self.config.write_timeout)
+                    await self._write(self._require_link(), data)
                 return {"sent": len(data)}
             frames = await self._exchange(data, plan.expect, config.frames, config.timeout)
         except TimeoutError:
             raise CommandFailed(f"no reply within {config.timeout:g} s") from None
-        except (PortLostError, PortDownError) as exc:
+        except (PortLostError, PortDownError, WriteTimeout) as exc:
             raise CommandFailed(str(exc)) from None
         text = "\n".join(frame.decode(self.config.encoding, errors="replace") for frame in frames)
         if plan.error is not None and any(plan.error.search(frame) for frame in frames):
@@ -319,37 +329,55 @@ class SerialDevice(Adapter):
 
     # --- port session -----------------------------------------------------------------------
 
-    async def _session(self, link: SerialLink) -> None:
+    async def _session(self, link: SerialLink, *, confirmed: bool) -> str:
+        """Read and poll one open port until it is lost; returns why it was lost."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._link = link
         self._lost = None
+        self._poll_crash = None
         self._frames.clear()
         self._queued = 0
         self._framer.reset()
         self._last_rx = loop.time()
         link.start(loop, self._on_data, self._on_lost)
-        self._set_state(DeviceState.ONLINE)
+        self._liveness.opened(confirmed=confirmed)
+        self._refresh_state()
+        if not confirmed:
+            self._confirm_handle = loop.call_later(self._stable_after, self._confirm)
         if self.config.idle_timeout is not None:
             self._idle_handle = loop.call_later(self.config.idle_timeout, self._idle_check)
-        poller = (
-            asyncio.create_task(self._poll_loop(), name=f"{self.name}:poll")
-            if self._queries
-            else None
-        )
+        poller = None
+        if self._queries:
+            poller = asyncio.create_task(self._poll_loop(), name=f"{self.name}:poll")
+            poller.add_done_callback(self._poller_done)
         try:
-            await self._consume()
+            return await self._consume()
         finally:
             self._link = None
-            if self._idle_handle is not None:
-                self._idle_handle.cancel()
-                self._idle_handle = None
+            for handle in (self._idle_handle, self._confirm_handle):
+                if handle is not None:
+                    handle.cancel()
+            self._idle_handle = self._confirm_handle = None
             waiter = self._waiter
             if waiter is not None and not waiter.future.done():
                 waiter.future.set_exception(PortLostError(f"{self.config.port} closed"))
             if poller is not None:
+                poller.remove_done_callback(self._poller_done)
                 poller.cancel()
                 await asyncio.gather(poller, return_exceptions=True)
+
+    def _poller_done(self, task: asyncio.Task[None]) -> None:
+        # The poll loop only ends with the session; anything else is a bug that must end the
+        # session loudly (run() raises it to the supervisor) rather than stop polling silently.
+        if not task.cancelled() and task.exception() is not None:
+            self._poll_crash = task.exception()
+            self._wake.set()
+
+    def _confirm(self) -> None:
+        self._confirm_handle = None
+        self._liveness.confirm()
+        self._refresh_state()
 
     def _on_lost(self, exc: Exception) -> None:
         self._lost = exc
@@ -366,9 +394,8 @@ class SerialDevice(Adapter):
         frames = framer.feed(data)
         if framer.discarded != self._seen_discarded:
             self._note_discarded()
-        if self.state is not DeviceState.ONLINE:
-            self._set_state(DeviceState.ONLINE)
-            log.info("%s: receiving again", self._label)
+        if self._liveness.received():
+            self._refresh_state()
         if not frames:
             return
         stats.frames += len(frames)
@@ -411,18 +438,20 @@ class SerialDevice(Adapter):
                 rest.append(frame)
         return rest
 
-    async def _consume(self) -> None:
-        """Parse queued frames and emit readings until the port is lost."""
+    async def _consume(self) -> str:
+        """Parse queued frames and emit readings until the port is lost; returns why."""
         queue, wake = self._frames, self._wake
         sink = self._sink
         assert sink is not None
         identity, default_event = self.identity, self.spec.event
-        min_interval = self.config.min_interval
+        throttle = self._throttle if self.config.min_interval else None
         stats = self.stats
         while True:
             if not queue:
+                if self._poll_crash is not None:
+                    raise self._poll_crash
                 if self._lost is not None:
-                    raise PortLostError(str(self._lost))
+                    return str(self._lost)
                 wake.clear()
                 await wake.wait()
                 continue
@@ -433,7 +462,8 @@ class SerialDevice(Adapter):
             for frame in frames:
                 for parsed in self._parse_unsolicited(frame):
                     event = parsed.event or default_event
-                    if min_interval and self._throttled(event, when, min_interval):
+                    if throttle is not None and not throttle.allow(event, when):
+                        stats.throttled += 1
                         continue
                     stats.readings += 1
                     await sink.emit(Reading(identity, event, parsed.values, when))
@@ -455,23 +485,16 @@ class SerialDevice(Adapter):
             self.problems.ok(*FRAME_KINDS)
         return parsed
 
-    def _throttled(self, event: str, when: float, interval: float) -> bool:
-        last = self._last_emit.get(event)
-        if last is not None and when - last < interval:
-            self.stats.throttled += 1
-            return True
-        self._last_emit[event] = when
-        return False
-
     def _idle_check(self) -> None:
         idle = self.config.idle_timeout
         assert idle is not None
         loop = asyncio.get_running_loop()
         silent = loop.time() - self._last_rx
         if silent >= idle:
-            if self.state is DeviceState.ONLINE:
+            if self._liveness.receiving:
                 log.info("%s: nothing received for %g s", self._label, idle)
-                self._set_state(DeviceState.OFFLINE, f"nothing received for {idle:g} s")
+                self._liveness.silent()
+                self._refresh_state()
             delay = idle
         else:
             delay = idle - silent
@@ -493,7 +516,7 @@ class SerialDevice(Adapter):
             waiter = _Waiter(expect, frames, asyncio.get_running_loop().create_future())
             self._waiter = waiter
             try:
-                await link.write(data, self.config.write_timeout)
+                await self._write(link, data)
                 async with asyncio.timeout(reply_timeout):
                     reply = await waiter.future
             finally:
@@ -503,31 +526,51 @@ class SerialDevice(Adapter):
             self.stats.replies += 1
             return reply
 
+    async def _write(self, link: SerialLink, data: bytes) -> None:
+        """Write to the port; a stalled write is counted and logged once per episode."""
+        try:
+            await link.write(data, self.config.write_timeout)
+        except WriteTimeout as exc:
+            self.stats.write_timeouts += 1
+            self.reply_problems.fail("writing", str(exc))
+            raise
+        self.reply_problems.ok("writing")
+
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         try:
             while True:
-                answered = 0
-                for query in self._queries:
-                    if await self._run_query(query):
-                        answered += 1
-                if answered:
-                    self.reply_problems.ok("all queries")
-                    if self.state is DeviceState.OFFLINE:
-                        log.info("%s: answering again", self._label)
-                        self._set_state(DeviceState.ONLINE)
-                else:
-                    self.reply_problems.fail("all queries", "no reply to any query", logging.INFO)
-                    self._set_state(DeviceState.OFFLINE, "no reply to any query")
+                await self._poll()
                 next_at += self.config.poll
                 now = loop.time()
                 next_at = max(next_at, now)
                 await asyncio.sleep(next_at - now)
-        except (PortLostError, PortDownError):
-            return  # the consumer sees the loss and ends the session
+        except (PortLostError, PortDownError) as exc:
+            if self._lost is None:  # make sure the session ends and the port is reopened
+                self._on_lost(exc)
+
+    async def _poll(self) -> None:
+        """Send each query once; the answers decide the device's state (see liveness.py)."""
+        answered = 0
+        detail = "no reply to any query"
+        for query in self._queries:
+            try:
+                if await self._run_query(query):
+                    answered += 1
+            except WriteTimeout as exc:
+                # The port takes nothing: the other queries would stall the same way.
+                detail = str(exc)
+                break
+        if answered:
+            self.reply_problems.ok("all queries")
+        else:
+            self.reply_problems.fail("all queries", "no reply to any query", logging.INFO)
+        self._liveness.poll_done(answered > 0, detail)
+        self._refresh_state()
 
     async def _run_query(self, query: _Query) -> bool:
+        """True if ``query`` was answered; WriteTimeout if it could not be sent."""
         try:
             frames = await self._exchange(query.data, query.expect, query.frames, query.timeout)
         except TimeoutError:
@@ -557,6 +600,11 @@ class SerialDevice(Adapter):
         return True
 
     # --- state and location -----------------------------------------------------------------
+
+    def _refresh_state(self) -> None:
+        """Report the state the liveness rule gives while the port is open."""
+        if self._link is not None:
+            self._set_state(*self._liveness.state())
 
     def _set_state(self, state: DeviceState, detail: str = "") -> None:
         if state is DeviceState.DOWN:

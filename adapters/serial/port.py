@@ -9,8 +9,10 @@ kernel buffer is full.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
+import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +38,14 @@ class PortError(Exception):
 
 class PortLostError(Exception):
     """An open port failed (unplugged, closed by the other end, I/O error)."""
+
+
+class WriteTimeout(Exception):
+    """A write did not finish within its time limit; the port is still open and usable.
+
+    Flow control is holding the line, or the device stopped reading. What was not yet handed
+    to the driver is not written, and what the driver still queued is discarded.
+    """
 
 
 class SerialLink:
@@ -125,7 +135,11 @@ class SerialLink:
             callback(exc)
 
     async def write(self, data: bytes, write_timeout: float) -> None:
-        """Write all of ``data`` within ``write_timeout`` seconds; raises :class:`PortLostError`."""
+        """Write all of ``data`` within ``write_timeout`` seconds.
+
+        Raises :class:`WriteTimeout` if the port does not take it in time (the port stays
+        open) and :class:`PortLostError` if the port failed (then ``on_lost`` is called too).
+        """
         view = memoryview(data)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + write_timeout
@@ -141,10 +155,16 @@ class SerialLink:
                 self._fail(lost)
                 raise lost from exc
             view = view[written:]
-            if view:
-                await self._wait_writable(loop, deadline)
+            if view and not await self._wait_writable(loop, deadline):
+                self._discard_output()
+                sent = len(data) - len(view)
+                raise WriteTimeout(
+                    f"write timed out after {write_timeout:g} s ({sent} of {len(data)} bytes "
+                    "taken; flow control holding, or the device is not reading)"
+                )
 
-    async def _wait_writable(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    async def _wait_writable(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        """Wait until the fd takes more; False at ``deadline``. PortLostError if it fails."""
         waiter: asyncio.Future[None] = loop.create_future()
         self._write_waiter = waiter
 
@@ -157,12 +177,17 @@ class SerialLink:
             async with asyncio.timeout_at(deadline):
                 await waiter
         except TimeoutError:
-            raise PortLostError(
-                "write timed out (flow control holding, or the device is stuck)"
-            ) from None
+            return False
         finally:
             loop.remove_writer(self.fd)
             self._write_waiter = None
+        return True
+
+    def _discard_output(self) -> None:
+        # After a timed-out write, the rest of a half-written query or command must not reach
+        # the device later, when it starts reading again: drop what the driver still holds.
+        with contextlib.suppress(OSError, termios.error, serial.SerialException):
+            self._port.reset_output_buffer()
 
     def close(self) -> None:
         """Stop reading and close the port (idempotent)."""

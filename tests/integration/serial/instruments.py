@@ -1,4 +1,4 @@
-"""Simulated serial instruments on the far side of a pty, and a sink that records readings.
+"""Simulated serial instruments on the far side of a pty (os.openpty or socat).
 
 The adapter under test opens the pty's slave path like a real port; the instrument reads and
 writes the master fd on the test's own event loop.
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edged.adapters.serial import nmea
-from edged.model import DeviceIdentity, DeviceState, Reading
 
 
 class PtyPair:
@@ -82,13 +81,39 @@ class Instrument:
             try:
                 view = view[os.write(self.fd, view) :]
             except BlockingIOError:
-                await asyncio.sleep(0.001)
+                await self._writable()
+
+    async def _writable(self) -> None:
+        ready = self._loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_writer(self.fd, wake)
+        try:
+            await ready
+        finally:
+            self._loop.remove_writer(self.fd)
 
     def stop(self) -> None:
         """Stop reading the master fd (does not close it)."""
         if not self._stopped:
             self._stopped = True
             self._loop.remove_reader(self.fd)
+
+
+class Responder(Instrument):
+    """Answers each line with ``respond(line)`` (``None``: no answer), on the test's loop."""
+
+    def __init__(self, fd: int, respond: Callable[[bytes], bytes | None]) -> None:
+        super().__init__(fd)
+        self.respond = respond
+
+    def on_line(self, line: bytes) -> None:
+        reply = self.respond(line)
+        if reply:
+            self.write_now(reply)
 
 
 class QueryInstrument(Instrument):
@@ -185,44 +210,6 @@ def nmea_epoch(index: int, *, corrupt: bool = False) -> list[bytes]:
     if corrupt:
         gga = gga[:-2] + ("00" if not gga.endswith("00") else "11")
     return [(sentence + "\r\n").encode() for sentence in (gga, gsa, rmc)]
-
-
-class RecordingSink:
-    """A ReadingSink that records everything and lets tests wait for conditions."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self.states: list[tuple[DeviceState, str]] = []
-        self._changed = asyncio.Event()
-        self.gate: asyncio.Event | None = None  # when set to a cleared Event, emit blocks
-
-    async def emit(self, reading: Reading) -> None:
-        if self.gate is not None:
-            await self.gate.wait()
-        self.readings.append(reading)
-        self._changed.set()
-
-    def set_state(self, device: DeviceIdentity, state: DeviceState, detail: str = "") -> None:
-        self.states.append((state, detail))
-        self._changed.set()
-
-    @property
-    def state(self) -> DeviceState | None:
-        """The last state reported."""
-        return self.states[-1][0] if self.states else None
-
-    async def wait_for(self, condition: Callable[[], bool], within: float = 5.0) -> None:
-        """Wait until ``condition()`` holds; fail the test after ``within`` seconds."""
-        async with asyncio.timeout(within):
-            while not condition():
-                self._changed.clear()
-                # Also re-check now and then: conditions may look at the device's counters.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.01)
-
-    def values(self, event: str | None = None) -> list[dict[str, object]]:
-        """The values of the recorded readings (of one event)."""
-        return [dict(r.values) for r in self.readings if event is None or r.event == event]
 
 
 def garbage(size: int, seed: int = 7) -> bytes:

@@ -18,15 +18,6 @@ from tests.integration.serial.instruments import PtyPair, QueryInstrument, nmea_
 pytestmark = [pytest.mark.serial, pytest.mark.integration]
 
 
-@pytest.fixture
-def pty() -> Iterator[PtyPair]:
-    pair = PtyPair()
-    try:
-        yield pair
-    finally:
-        pair.close()
-
-
 @contextlib.contextmanager
 def monitor(*args: str) -> Iterator[subprocess.Popen[bytes]]:
     """``edged serial monitor ARGS`` (plain Popen: asyncio's child watcher leaves a thread)."""

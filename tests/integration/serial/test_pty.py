@@ -3,67 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edged.adapters.base import AdapterContext, DeviceSpec, Location
-from edged.adapters.serial.adapter import SerialDevice, create_adapters
-from edged.adapters.serial.config import DeviceConfig, ReopenConfig, Settings
+from edged.adapters.base import AdapterContext, Location
+from edged.adapters.serial.adapter import HIGH_WATER
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
-from edged.model import Command, DeviceIdentity, DeviceState
+from edged.model import Command, DeviceState
+from tests.integration.serial.harness import (
+    DEVICE,
+    GATEWAY,
+    detail,
+    online,
+    running,
+    state,
+    transitions,
+)
 from tests.integration.serial.instruments import (
     Instrument,
     PtyPair,
     QueryInstrument,
-    RecordingSink,
     Socat,
     garbage,
     nmea_epoch,
 )
 
 pytestmark = [pytest.mark.serial, pytest.mark.integration]
-
-DEVICE = DeviceIdentity("sensor", "s-1")
-GATEWAY = DeviceIdentity("gw", "gw-1")
-FAST = Settings(reopen=ReopenConfig(initial=0.02, max=0.2))
-
-
-@pytest.fixture
-def pty() -> Iterator[PtyPair]:
-    pair = PtyPair()
-    try:
-        yield pair
-    finally:
-        pair.close()
-
-
-@contextlib.asynccontextmanager
-async def running(
-    section: dict[str, Any], context: AdapterContext | None = None
-) -> AsyncIterator[tuple[SerialDevice, RecordingSink]]:
-    """Run a device until the block ends; fail if its runner died on its own."""
-    spec = DeviceSpec(DEVICE, DeviceConfig.model_validate(section), "reading", ())
-    (device,) = create_adapters([spec], FAST, context or AdapterContext(gateway=GATEWAY))
-    assert isinstance(device, SerialDevice)
-    sink = RecordingSink()
-    task = asyncio.create_task(device.run(sink))
-    try:
-        yield device, sink
-        assert not task.done(), f"the runner ended: {task}"
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def online(sink: RecordingSink) -> bool:
-    return sink.state is DeviceState.ONLINE
 
 
 async def test_line_printing_sensor(pty: PtyPair) -> None:
@@ -79,7 +48,10 @@ async def test_line_printing_sensor(pty: PtyPair) -> None:
         assert sink.values() == [{"T": index + 0.5, "H": 40} for index in range(50)]
         assert {r.event for r in sink.readings} == {"reading"}
         assert all(r.device == DEVICE for r in sink.readings)
-        assert sink.states == [(DeviceState.STARTING, ""), (DeviceState.ONLINE, "")]
+        assert sink.states == [
+            (DEVICE, DeviceState.STARTING, ""),
+            (DEVICE, DeviceState.ONLINE, ""),
+        ]
         counters = device.counters()
         assert counters["frames"] == 50
         assert counters["readings"] == 50
@@ -150,16 +122,23 @@ async def test_query_response_instrument(pty: PtyPair) -> None:
             assert sink.values("climate")[0] == {"T": 21.5, "H": 40}
             assert sink.values("reading")[0] == {"vendor": "ACME", "model": "TH-1"}
             assert device.counters()["reply_timeouts"] >= 1
-            assert sink.state is DeviceState.ONLINE  # some queries are answered
+            assert state(sink) is DeviceState.ONLINE  # some queries are answered
 
             instrument.silent = True
-            await sink.wait_for(lambda: sink.state is DeviceState.OFFLINE, within=5)
-            assert sink.states[-1] == (DeviceState.OFFLINE, "no reply to any query")
+            await sink.wait_for(lambda: state(sink) is DeviceState.OFFLINE, "offline", within=5)
+            assert detail(sink) == "no reply to any query"
 
             instrument.silent = False
             instrument.temperature = 30.25
             await sink.wait_for(lambda: {"T": 30.25, "H": 40} in sink.values("climate"))
-            assert sink.state is DeviceState.ONLINE
+            await sink.wait_for(lambda: online(sink), "online after the poll")
+            # One transition each way, not one per poll.
+            assert transitions(sink) == [
+                DeviceState.STARTING,
+                DeviceState.ONLINE,
+                DeviceState.OFFLINE,
+                DeviceState.ONLINE,
+            ]
     finally:
         instrument.stop()
     assert instrument.received[:3] == [b"MEAS?", b"ID?", b"SILENT?"]
@@ -230,7 +209,8 @@ async def test_commands(pty: PtyPair) -> None:
                 await device.execute(command("reboot"))
             # Replies went to the commands, not to the readings stream.
             assert sink.readings == []
-            await asyncio.sleep(0.05)
+            # TARE gets no reply: wait until the instrument has read everything written.
+            await sink.wait_for(lambda: len(instrument.received) == 5, "the instrument read")
             assert instrument.received == [b"SP 21.5", b"TARE", b"MEAS?", b"BAD", b"SILENT?"]
             concurrent = await asyncio.gather(
                 *(device.execute(command("setpoint", {"value": v})) for v in range(5))
@@ -243,7 +223,7 @@ async def test_commands(pty: PtyPair) -> None:
 async def test_commands_fail_cleanly_while_the_port_is_down(tmp_path: Path) -> None:
     section = {"port": str(tmp_path / "absent"), "commands": {"tare": {"send": "T\r\n"}}}
     async with running(section) as (device, sink):
-        await sink.wait_for(lambda: sink.state is DeviceState.DOWN)
+        await sink.wait_for(lambda: state(sink) is DeviceState.DOWN)
         with pytest.raises(CommandFailed, match="is not open"):
             await device.execute(Command(DEVICE, "tare", "json", b"", None))
 
@@ -282,7 +262,7 @@ async def test_garbage_and_overlong_frames(pty: PtyPair, caplog: pytest.LogCaptu
 
 
 async def test_slow_consumer_pauses_reading_without_loss(pty: PtyPair) -> None:
-    async with running({"port": pty.path, "parser": "kv"}) as (_, sink):
+    async with running({"port": pty.path, "parser": "kv"}) as (device, sink):
         await sink.wait_for(lambda: online(sink))
         sink.gate = asyncio.Event()  # the bridge is not taking readings
         source = Instrument(pty.master)
@@ -291,8 +271,10 @@ async def test_slow_consumer_pauses_reading_without_loss(pty: PtyPair) -> None:
             writer = asyncio.create_task(
                 source.write(b"".join(b"i=%d pad=%s\n" % (i, b"x" * 60) for i in range(count)))
             )
-            await asyncio.sleep(0.3)
-            assert not writer.done()  # the pty filled up: the writer is held back, not dropped
+            # Reading pauses at the high-water mark, then the pty fills up: the writer is held
+            # back, nothing is dropped.
+            await sink.wait_for(lambda: device._queued >= HIGH_WATER, "reading paused")
+            assert not writer.done()
             sink.gate.set()
             await writer
             await sink.wait_for(lambda: len(sink.readings) == count, within=30)
@@ -306,25 +288,27 @@ async def test_missing_port_starts_down_and_comes_up_when_plugged(
 ) -> None:
     caplog.set_level(logging.DEBUG, "edged.adapters.serial")
     link = tmp_path / "usb-ACME_sensor-if00"
-    async with running({"port": str(link), "parser": "kv"}) as (device, sink):
-        await sink.wait_for(lambda: device.counters()["open_failures"] >= 3)
-        assert sink.state is DeviceState.DOWN
-        assert sink.states[-1][1] == (
+    section = {"port": str(link), "parser": "kv"}
+    async with running(section, stable_after=0.2) as (device, sink):
+        await sink.wait_for(lambda: device.counters()["open_failures"] >= 3, "3 failed opens")
+        assert state(sink) is DeviceState.DOWN
+        assert detail(sink) == (
             f"cannot open {link}: no such device (not plugged in? check the path, "
             "e.g. ls /dev/serial/by-id/)"
         )
         link.symlink_to(pty.path)
-        await sink.wait_for(lambda: online(sink))
-        sensor = Instrument(pty.master)
-        try:
-            await sensor.write(b"T=1\n")
-            await sink.wait_for(lambda: sink.values() == [{"T": 1}])
-        finally:
-            sensor.stop()
+        await sink.wait_for(lambda: device.counters()["opens"] == 1, "the port opened")
+        os.write(pty.master, b"T=1\n")
+        await sink.wait_for(lambda: sink.values() == [{"T": 1}], "the first reading")
+        assert online(sink)
+        await sink.wait_for(
+            lambda: any("recovered" in r.getMessage() for r in caplog.records), "recovery logged"
+        )
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert len([m for m in messages if "cannot open" in m]) == 1  # then DEBUG while retrying
-    assert any("port open again" in m for m in messages)
+    assert len([m for m in messages if "recovered after" in m]) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # the sink warns
+    assert transitions(sink) == [DeviceState.STARTING, DeviceState.DOWN, DeviceState.ONLINE]
 
 
 async def test_device_unplugged_and_plugged_back(tmp_path: Path) -> None:
@@ -340,14 +324,16 @@ async def test_device_unplugged_and_plugged_back(tmp_path: Path) -> None:
 
             link.unlink()  # the by-id link goes away with the device
             first.close()
-            await sink.wait_for(lambda: sink.state is DeviceState.DOWN)
-            assert sink.states[-1][1].startswith("port lost")
+            await sink.wait_for(lambda: state(sink) is DeviceState.DOWN)
+            assert detail(sink).startswith("port lost")
             await sink.wait_for(lambda: device.counters()["open_failures"] >= 2)
 
+            # Plugged back: the port opens, and the device counts as back once data comes.
             link.symlink_to(second.path)
-            await sink.wait_for(lambda: online(sink))
+            await sink.wait_for(lambda: device.counters()["opens"] == 2)
+            assert state(sink) is DeviceState.DOWN
             os.write(second.master, b"n=2\n")
-            await sink.wait_for(lambda: len(sink.readings) == 2)
+            await sink.wait_for(lambda: len(sink.readings) == 2 and online(sink))
             assert sink.values() == [{"n": 1}, {"n": 2}]
             counters = device.counters()
             assert (counters["opens"], counters["losses"]) == (2, 1)
@@ -361,19 +347,20 @@ async def test_socat_port_removed_and_recreated(tmp_path: Path) -> None:
     socat.start()
     try:
         async with running({"port": str(socat.device), "parser": "json"}) as (device, sink):
-            await sink.wait_for(lambda: online(sink))
             for round_ in range(2):
+                expected = round_ + 1
+                await sink.wait_for(lambda: device.counters()["opens"] == expected)  # noqa: B023
                 fd = os.open(socat.instrument, os.O_RDWR | os.O_NOCTTY)
                 try:
                     os.write(fd, b'{"round": %d}\n' % round_)
-                    expected = round_ + 1
                     await sink.wait_for(lambda: len(sink.readings) == expected)  # noqa: B023
+                    assert online(sink)
                 finally:
                     os.close(fd)
                 socat.stop()  # links removed, ptys gone
-                await sink.wait_for(lambda: sink.state is DeviceState.DOWN)
+                await sink.wait_for(lambda: state(sink) is DeviceState.DOWN)
                 socat.start()
-                await sink.wait_for(lambda: online(sink))
+            await sink.wait_for(lambda: device.counters()["opens"] == 3)
             assert sink.values() == [{"round": 0}, {"round": 1}]
             assert device.counters()["losses"] == 2
     finally:
@@ -384,14 +371,14 @@ async def test_port_is_opened_exclusively(pty: PtyPair) -> None:
     section = {"port": pty.path, "parser": "text"}
     async with running(section) as (_, first), running(section) as (_, second):
         await first.wait_for(lambda: online(first))
-        await second.wait_for(lambda: second.state is DeviceState.DOWN)
-        assert "another program has it open" in second.states[-1][1]
+        await second.wait_for(lambda: state(second) is DeviceState.DOWN)
+        assert "another program has it open" in detail(second)
 
 
 async def test_idle_timeout_marks_the_device_offline(pty: PtyPair) -> None:
     async with running({"port": pty.path, "parser": "kv", "idle_timeout": 0.1}) as (_, sink):
-        await sink.wait_for(lambda: sink.state is DeviceState.OFFLINE)
-        assert sink.states[-1][1] == "nothing received for 0.1 s"
+        await sink.wait_for(lambda: state(sink) is DeviceState.OFFLINE)
+        assert detail(sink) == "nothing received for 0.1 s"
         os.write(pty.master, b"a=1\n")
         await sink.wait_for(lambda: online(sink) and len(sink.readings) == 1)
 
@@ -451,8 +438,10 @@ async def test_a_write_the_device_never_takes_fails_the_command_not_the_port(pty
     async with running(section) as (device, sink):
         await sink.wait_for(lambda: online(sink))
         # Nobody reads the instrument side: the pty fills up and the write stalls.
-        with pytest.raises(CommandFailed, match="write timed out"):
+        with pytest.raises(CommandFailed, match=r"write timed out after 0\.2 s"):
             await device.execute(Command(DEVICE, "flood", "json", b"", None))
         os.write(pty.master, b"a=1\n")  # reading still works
         await sink.wait_for(lambda: sink.values() == [{"a": 1}])
-        assert sink.state is DeviceState.ONLINE
+        assert state(sink) is DeviceState.ONLINE  # a device that only prints: the port decides
+        counters = device.counters()
+        assert (counters["write_timeouts"], counters["losses"]) == (1, 0)
