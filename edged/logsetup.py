@@ -51,6 +51,7 @@ def setup_logging(level: str = "info", secrets: list[str] | None = None) -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # paho logs nothing unless given a logger; pymodbus and bleak are chatty at DEBUG.
-    for noisy in ("pymodbus", "bleak"):
-        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
+    # paho logs nothing unless given a logger; bleak is chatty at DEBUG. pymodbus is left to
+    # the Modbus adapter, which silences it (quiet_pymodbus_logging) whether it runs before or
+    # after this: a level set here would only be undone there, or undo it.
+    logging.getLogger("bleak").setLevel(max(root.level, logging.WARNING))

@@ -15,21 +15,39 @@ from typing import Any
 from edged.adapters.base import Adapter, AdapterContext, DeviceSpec, ReadingSink
 from edged.adapters.modbus.config import BusConfig, DeviceConfig, Settings, resolve_bus
 from edged.adapters.modbus.device import DevicePoller
-from edged.adapters.modbus.link import LineDownError, Link, quiet_pymodbus_logging
+from edged.adapters.modbus.link import (
+    LineDownError,
+    Link,
+    LinkStats,
+    quiet_pymodbus_logging,
+)
 from edged.adapters.modbus.scheduler import BusScheduler, raise_if_cancelled
-from edged.backoff import Backoff
 from edged.errors import CommandFailed, CommandUnsupported
+from edged.linkretry import LinkRetry
 from edged.model import Command, DeviceState, JSONValue
 
 log = logging.getLogger(__name__)
 
-_RECONNECT_INITIAL = 0.5
+RECONNECT_INITIAL = 0.5
+"""Seconds before the first reconnect; the delay doubles up to the bus's ``reconnect_max``."""
+STABLE_AFTER = 10.0
+"""Seconds a line must stay connected before the reconnect delay starts again from the first."""
 
 
 class ModbusLine(Adapter):
-    """Owns one line: connects with backoff, polls its devices, carries out their commands."""
+    """Owns one line: connects with backoff, polls its devices, carries out their commands.
 
-    def __init__(self, bus: BusConfig, specs: Sequence[DeviceSpec[DeviceConfig]]) -> None:
+    ``reconnect_initial`` and ``stable_after`` are for tests; the daemon uses the defaults.
+    """
+
+    def __init__(
+        self,
+        bus: BusConfig,
+        specs: Sequence[DeviceSpec[DeviceConfig]],
+        *,
+        reconnect_initial: float = RECONNECT_INITIAL,
+        stable_after: float = STABLE_AFTER,
+    ) -> None:
         url = bus.parsed_url
         super().__init__(f"modbus:{url}", [spec.identity for spec in specs])
         self.bus = bus
@@ -38,52 +56,71 @@ class ModbusLine(Adapter):
         self._by_identity = {poller.spec.identity: poller for poller in self.pollers}
         self.scheduler = BusScheduler(self.pollers, bus.retries)
         self.link: Link | None = None
+        self.stats = LinkStats()
+        """Transaction counters of every connection this line made."""
+        self.retry = LinkRetry(
+            log,
+            self.name,
+            initial=reconnect_initial,
+            maximum=max(reconnect_initial, bus.reconnect_max),
+            stable_after=stable_after,
+        )
 
     async def run(self, sink: ReadingSink) -> None:
-        """Connect, poll until the line drops, reconnect with backoff; forever."""
+        """Connect, poll until the line drops, reconnect with backoff; forever.
+
+        The backoff starts again from the first delay only after a connection stayed up for
+        ``stable_after`` seconds, so an endpoint that accepts and drops at once (a gateway at
+        its connection limit) is retried ever more slowly; each failure episode is logged
+        once (ERROR), its end once (INFO), the repeats at DEBUG.
+        """
         for poller in self.pollers:
             poller.attach(sink)
             sink.set_state(poller.spec.identity, DeviceState.STARTING)
-        backoff = Backoff(
-            initial=_RECONNECT_INITIAL, maximum=max(_RECONNECT_INITIAL, self.bus.reconnect_max)
-        )
-        failing = False
-        while True:
-            raise_if_cancelled()
-            link = Link(
-                self.url,
-                timeout=self.bus.timeout,
-                frame_delay=self.bus.frame_delay,
-                connect_timeout=self.bus.connect_timeout,
-            )
-            try:
-                await link.connect()
-            except LineDownError as exc:
-                if not failing:
-                    log.error("%s: %s; retrying with backoff", self.name, exc)
-                    for poller in self.pollers:
-                        poller.line_down(str(exc))
-                else:
-                    log.debug("%s: still down: %s", self.name, exc)
-                failing = True
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            if failing:
-                log.info("%s: connected again", self.name)
-            failing = False
-            backoff.reset()
-            self.link = link
-            try:
-                await self.scheduler.serve(link, sink)
-            except LineDownError as exc:
-                log.error("%s: %s; reconnecting with backoff", self.name, exc)
-                failing = True
-                for poller in self.pollers:
-                    poller.line_down(str(exc))
-                await asyncio.sleep(backoff.next_delay())
-            finally:
-                self.link = None
-                link.close()
+        try:
+            while True:
+                raise_if_cancelled()
+                link = Link(
+                    self.url,
+                    timeout=self.bus.timeout,
+                    frame_delay=self.bus.frame_delay,
+                    connect_timeout=self.bus.connect_timeout,
+                    stats=self.stats,
+                )
+                try:
+                    await link.connect()
+                except LineDownError as exc:
+                    self._line_down(str(exc))
+                    await asyncio.sleep(self.retry.attempt_failed(str(exc), logging.ERROR))
+                    continue
+                self.retry.connected()
+                self.link = link
+                try:
+                    await self.scheduler.serve(link, sink)
+                except LineDownError as exc:
+                    self._line_down(str(exc))
+                    await asyncio.sleep(self.retry.lost(str(exc), logging.ERROR))
+                finally:
+                    self.link = None
+                    link.close()
+        finally:
+            self.retry.close()
+
+    def counters(self) -> Mapping[str, JSONValue]:
+        """This line's transactions, timeouts, refusals, bad and late answers, and outages."""
+        stats = self.stats
+        return {
+            "transactions": stats.transactions,
+            "timeouts": stats.timeouts,
+            "refusals": stats.refusals,
+            "bad_answers": stats.bad,
+            "late_answers": stats.late,
+            "line_outages": self.retry.episodes,
+        }
+
+    def _line_down(self, reason: str) -> None:
+        for poller in self.pollers:
+            poller.line_down(reason)
 
     async def execute(self, command: Command) -> Mapping[str, JSONValue] | None:
         """Write what ``command`` asks for; the write's outcome is the command's result."""

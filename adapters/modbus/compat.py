@@ -9,9 +9,10 @@ Nothing else in edged imports pymodbus. The differences bridged here:
   (``validate``, ``async_getValues(fc, address, count)``), newer ones (3.16) call
   ``context.async_getValues(unit, fc, address, count)`` and turn their own datastore classes
   into a simulator copy that tests cannot reach;
-* a late answer to a request given up on: 3.8 resolves whatever future is current and then
-  fails on the next answer (``InvalidStateError`` closes the connection), later releases
-  check; :func:`make_client` installs the check on every release.
+* a late answer to a request given up on: 3.8 hands it to whatever request waits next (and
+  fails on the next answer: ``InvalidStateError`` closes the connection), later releases skip
+  a TCP answer with the wrong transaction id (logging an ERROR with frame dumps) but take any
+  RTU frame; :func:`make_client` puts the same gate on every release (see :class:`AnswerGate`).
 
 Always passed as keywords: ``count=``, ``framer=``. The client's own retries and reconnects are
 switched off; :mod:`edged.adapters.modbus.link` does both with the bus's settings.
@@ -36,6 +37,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
+from edged.adapters.modbus.answers import Request, answers
 from edged.adapters.modbus.url import BusUrl
 
 _EXCEPTIONS: Any = pymodbus.exceptions  # the class name changed in 3.10
@@ -78,18 +80,24 @@ if _IGNORE_MISSING not in _SERVER_PARAMS:
 
 
 def make_client(
-    url: BusUrl, connect_timeout: float, on_receive: Callable[[], None] | None = None
+    url: BusUrl,
+    connect_timeout: float,
+    on_receive: Callable[[], None] | None = None,
+    on_stray: Callable[[Any], None] | None = None,
 ) -> Any:
     """An unconnected async client for ``url``; pymodbus's own retries and reconnects are off.
 
     ``connect_timeout`` also bounds pymodbus's own response wait; the link enforces its shorter
-    per-request timeouts itself. ``on_receive`` is called whenever bytes arrive.
+    per-request timeouts itself. ``on_receive`` is called whenever bytes arrive, ``on_stray``
+    with every answer that is not the waiting request's own (see :class:`AnswerGate`).
     """
+    gate = AnswerGate(on_stray)
     common: dict[str, Any] = {
         "timeout": connect_timeout,
         "retries": 0,
         "reconnect_delay": 0,
         "name": str(url),
+        "trace_pdu": gate.trace_pdu,
     }
     if on_receive is not None:
 
@@ -113,7 +121,7 @@ def make_client(
     else:
         framer = FramerType.RTU if url.rtu_framing else FramerType.SOCKET
         client = AsyncModbusTcpClient(url.host, port=url.port, framer=framer, **common)
-    _absorb_stray_answers(client)
+    gate.install(client)
     return client
 
 
@@ -134,24 +142,70 @@ def exception_code(response: Any) -> int | None:
     return None
 
 
-def _absorb_stray_answers(client: Any) -> None:
-    """Give an answer that nobody waits for a future of its own.
+# pymodbus 3.9+ skips (and logs at ERROR) frames whose unit or transaction id differs from
+# these; the gate judges every frame itself, so it sets them to 0 ("any") while pymodbus decodes.
+_EXPECTED_IDS = ("request_dev_id", "request_transaction_id")
 
-    The transaction manager resolves its ``response_future`` with whatever frame arrives.
-    After a request was given up on (timed out, cancelled) its late answer can land on the
-    next request's future, and that request's own answer then finds the future done:
-    pymodbus 3.8 calls ``set_result`` anyway, which raises inside ``data_received`` and makes
-    asyncio drop the connection (newer releases check first and log a warning).
+
+class AnswerGate:
+    """Hands the waiting request its own answer only; every other frame goes to ``on_stray``.
+
+    pymodbus's transaction manager resolves its ``response_future`` with whatever frame it
+    decodes. The gate lets pymodbus decode each frame into a future of the gate's own, then
+    judges it (:func:`~.answers.answers`) against the request pymodbus last sent (seen through
+    the ``trace_pdu`` hook): the waiting request gets it, or it is a stray (a late answer to a
+    request given up on, or an answer nobody asked for) and is dropped without a word from
+    pymodbus. A receive buffer holding several frames is worked through frame by frame.
     """
-    manager = client.ctx
-    deliver = manager.callback_data
 
-    def callback_data(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
-        if manager.response_future.done():
-            manager.response_future = asyncio.get_running_loop().create_future()
-        return int(deliver(data, addr=addr))
+    def __init__(self, on_stray: Callable[[Any], None] | None = None) -> None:
+        self.on_stray = on_stray
+        self.request: Request | None = None
+        """The request in flight (the last one sent and not yet answered)."""
 
-    manager.callback_data = callback_data
+    def trace_pdu(self, sending: bool, pdu: Any) -> Any:
+        """pymodbus hook: remember each request as it goes out."""
+        if sending:
+            self.request = Request.of(pdu)
+        return pdu
+
+    def install(self, client: Any) -> None:
+        """Put the gate in front of ``client``'s frame handling."""
+        manager = client.ctx
+        deliver = manager.callback_data
+
+        def callback_data(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+            used = 0
+            while used < len(data):
+                waiting = manager.response_future
+                caught: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                manager.response_future = caught
+                expected = {name: getattr(manager, name) for name in _EXPECTED_IDS
+                            if hasattr(manager, name)}  # fmt: skip
+                for name in expected:
+                    setattr(manager, name, 0)
+                try:
+                    step = int(deliver(data[used:], addr=addr))
+                finally:
+                    manager.response_future = waiting
+                    for name, value in expected.items():
+                        setattr(manager, name, value)
+                if step <= 0:
+                    break
+                used += step
+                if caught.done():
+                    self._judge(caught.result(), waiting)
+            return used
+
+        manager.callback_data = callback_data
+
+    def _judge(self, response: Any, waiting: asyncio.Future[Any]) -> None:
+        request = self.request
+        if request is not None and not waiting.done() and answers(request, response):
+            self.request = None
+            waiting.set_result(response)
+        elif self.on_stray is not None:
+            self.on_stray(response)
 
 
 # ------------------------------------------------------------------------------- test emulator

@@ -14,7 +14,10 @@ Refusals: a Modbus exception response marks only the points of that block bad (t
 the reading's ``_errors`` and in the device status). A refusal that says "not here" (codes 1-3)
 for a merged read is learned from: the read is split in two and both halves are read at once,
 halves refused again split again, so the points (or holes) the device lacks get isolated in a
-few requests and the rest stays merged.
+few requests. What is kept at the end of the poll is only what the search proved: a point
+refused on its own is read alone (until it reads again), and a split stays only where both
+sides read fine, i.e. where the refused part was the hole between them. Every other split
+was scaffolding and is undone, so the rest stays merged as before.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class _Point:
     convert: Callable[[Sequence[Any]], JSONValue]
     next_due: float = 0.0
     break_before: bool = False  # learned: a read must start at this point
+    alone: bool = False  # learned: refused on its own, so read with no other point
     error: int | None = None  # the exception code while refused
     reported_error: int | None = None
     reported: Any = None
@@ -68,7 +72,9 @@ class _Point:
 
     def item(self) -> Item:
         config = self.config
-        return Item(self.name, config.kind, config.address, config.size, self.break_before)
+        return Item(
+            self.name, config.kind, config.address, config.size, self.break_before, self.alone
+        )
 
 
 def _error_entry(code: int) -> dict[str, JSONValue]:
@@ -105,6 +111,7 @@ class DevicePoller:
         probe = max(section.interval, _MIN_PROBE_DELAY)
         self._probe_backoff = Backoff(initial=probe, maximum=max(probe, bus.quarantine_max))
         self._plans: dict[frozenset[str], list[Block]] = {}
+        self._trials: list[tuple[_Point, frozenset[str]]] = []  # splits not yet proven
         self._pending: deque[Block] = deque()
         self._deferred: list[Block] = []
         self._probing = False
@@ -205,6 +212,7 @@ class DevicePoller:
         """End the cycle; the reading to publish, or ``None`` when there is nothing to say."""
         self._in_cycle = False
         self.cycles += 1
+        self._judge_splits()
         due, self._due = self._due, []
         if self.answering is False:
             return None
@@ -246,6 +254,8 @@ class DevicePoller:
         self._deferred = []
         self._in_cycle = False
         self._due = []
+        self._values = {}
+        self._judge_splits()
 
     def line_down(self, reason: str) -> None:
         """The line went away: the device's health is unknown until it answers again."""
@@ -289,6 +299,9 @@ class DevicePoller:
             if point.error is not None:
                 log.info("%s: point %s reads again", self.label, item.name)
                 point.error = None
+            if point.alone:  # it is there again: merge it with its neighbours once more
+                point.alone = False
+                self._plans.clear()
 
     def _converter(self, config: PointConfig) -> Callable[[Sequence[Any]], JSONValue]:
         """The function turning the point's raw registers (or bit) into its reported value."""
@@ -311,6 +324,11 @@ class DevicePoller:
         if code in _NOT_HERE and len(block.items) > 1:
             self._learn(block)
             return
+        if code in _NOT_HERE:
+            point = self.points[block.items[0].name]
+            if not point.alone:
+                point.alone = True
+                self._plans.clear()
         for item in block.items:
             point = self.points[item.name]
             if point.error != code:
@@ -320,17 +338,33 @@ class DevicePoller:
     def _learn(self, block: Block) -> None:
         """Split a refused merged read in two; halves that are refused again split further.
 
-        A point the device does not have ends up read alone (and marked bad); the rest stay
-        merged. Learned splits last as long as the adapter runs.
+        A point the device does not have ends up read alone (and marked bad). The split is a
+        trial until the end of the poll (see :meth:`_judge_splits`).
         """
-        middle = block.items[len(block.items) // 2]
-        self.points[middle.name].break_before = True
+        middle = self.points[block.items[len(block.items) // 2].name]
+        middle.break_before = True
+        self._trials.append((middle, frozenset(block.names)))
         log.debug(
             "%s: refused read of %s; splitting before %s", self.label, block.names, middle.name
         )
         self._plans.clear()
         points = (self.points[item.name].item() for item in block.items)
         self._pending.extendleft(reversed(plan_reads(points, self.limits)))
+
+    def _judge_splits(self) -> None:
+        """Keep the splits of this poll that the device proved necessary, undo the others.
+
+        A split is proven when every point of the refused read it split answered on its own
+        side: the refusal then came from the hole between the two sides. When a point inside
+        was refused (it is read alone now) or the poll ended early, the split only served the
+        search, and the minimum plan around the refused points is restored; a split that was
+        needed after all is learned again, and then proven, at the next refusal.
+        """
+        trials, self._trials = self._trials, []
+        for point, names in trials:
+            if not names <= self._values.keys() and point.break_before:
+                point.break_before = False
+                self._plans.clear()
 
     def _answered(self) -> None:
         # Health changes are reported through the sink, which logs each transition once.

@@ -5,13 +5,19 @@ needs: a silence of ``frame_delay`` before every request, a per-request timeout 
 lines also covers the time the two frames spend on the wire, and errors mapped to four
 classes the scheduler acts on: :class:`LineDownError` (the line itself is gone),
 :class:`NoResponseError` (the device kept silent), :class:`BadResponseError` (an answer that
-makes no sense) and
-:class:`RefusedError` (a Modbus exception response with its code).
+makes no sense) and :class:`RefusedError` (a Modbus exception response with its code).
+
+Late answers: an answer that arrives after its request timed out is recognised and dropped
+(counted in :attr:`LinkStats.late`), never taken for the answer to the next request; see
+:mod:`.answers`. On RTU framing, where answers carry no transaction id, a read that would look
+exactly like a timed-out one (same unit, function and size, another address) first waits up
+to one more timeout for the late answer, which is then dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -19,7 +25,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from edged.adapters.modbus import compat
+from edged.adapters.modbus.answers import Request, Unanswered
 from edged.adapters.modbus.url import BusUrl
+
+log = logging.getLogger(__name__)
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -42,15 +51,18 @@ _READS = {
 
 
 def quiet_pymodbus_logging() -> None:
-    """Raise pymodbus's logger to CRITICAL unless someone configured it.
+    """Raise pymodbus's loggers to CRITICAL, whatever configured them before.
 
-    pymodbus logs every exception response and every failed connect at ERROR; edged logs the
-    state changes itself (once when failing starts, once on recovery), so the library's own
-    lines would only repeat them on every poll.
+    pymodbus logs failed connects, exception responses and mismatched answers at WARNING and
+    ERROR, the latter with hex dumps of the last frames; edged logs the state changes itself
+    (once when failing starts, once on recovery) and counts late answers, so the library's own
+    lines would only repeat them on every poll. Idempotent, and independent of when logging
+    was set up: it sets the level of the ``pymodbus`` logger itself (pymodbus logs through its
+    child ``pymodbus.logging``, which inherits it). Only an explicit
+    ``pymodbus.pymodbus_apply_logging_config()`` afterwards (a level and a handler on that
+    child) brings the library's lines back, for debugging by hand.
     """
-    library = logging.getLogger("pymodbus")
-    if library.level == logging.NOTSET:
-        library.setLevel(logging.CRITICAL)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 class LinkError(Exception):
@@ -79,12 +91,14 @@ class RefusedError(LinkError):
 
 @dataclass
 class LinkStats:
-    """Counters for benchmarks and the status line."""
+    """Counters for benchmarks and the status event; one per line, kept across reconnects."""
 
     transactions: int = 0
     timeouts: int = 0
     refusals: int = 0
     bad: int = 0
+    late: int = 0
+    """Answers that arrived for no waiting request (late ones, mostly), dropped."""
 
 
 def _bits_bytes(count: int) -> int:
@@ -101,16 +115,20 @@ class Link:
         timeout: float = 0.5,
         frame_delay: float | None = None,
         connect_timeout: float = 3.0,
+        stats: LinkStats | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.frame_delay = url.frame_gap if frame_delay is None else frame_delay
         self.connect_timeout = connect_timeout
-        self.stats = LinkStats()
+        self.stats = LinkStats() if stats is None else stats
         self._client: Any = None
         self._lock = asyncio.Lock()
         self._quiet_until = 0.0
         self._last_byte = 0.0
+        self._rtu = url.is_serial or url.rtu_framing
+        self._unanswered = Unanswered()
+        self._stray_heard = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -120,7 +138,9 @@ class Link:
     async def connect(self) -> None:
         """Open the port or connection; raises :class:`LineDownError` saying why not."""
         self.close()
-        self._client = compat.make_client(self.url, self.connect_timeout, self._received)
+        self._client = compat.make_client(
+            self.url, self.connect_timeout, self._received, self._stray
+        )
         try:
             async with asyncio.timeout(self.connect_timeout + 1.0):
                 ok = await self._client.connect()
@@ -155,7 +175,7 @@ class Link:
         ``patience`` is the response timeout (the link's ``timeout`` when ``None``); on a serial
         line the frames' wire time is added to it.
         """
-        function, _ = _READS[kind]
+        function, code = _READS[kind]
         bits = kind in ("coil", "discrete")
         response_bytes = 5 + (_bits_bytes(count) if bits else 2 * count)
         response = await self._transact(
@@ -165,6 +185,7 @@ class Link:
             {"count": count},
             frame_bytes=8 + response_bytes,
             patience=patience,
+            read=Request(unit, 0, code, address.to_bytes(2, "big") + count.to_bytes(2, "big")),
         )
         if bits:
             values: list[Any] = list(response.bits[:count])
@@ -228,10 +249,13 @@ class Link:
         *,
         frame_bytes: int,
         patience: float | None,
+        read: Request | None = None,
     ) -> Any:
         async with self._lock:
             if not self.connected:
                 raise LineDownError(f"connection lost: {self.url}")
+            if read is not None and self._rtu:
+                await self._settle(read)
             quiet = self._quiet_until - time.monotonic()
             if quiet > 0:
                 await asyncio.sleep(quiet)
@@ -246,6 +270,8 @@ class Link:
                         self._client, function, address, unit=unit, **arguments
                     )
             except TimeoutError:
+                if read is not None and self._rtu:
+                    self._unanswered.gave_up(read, time.monotonic() + limit)
                 silence = NoResponseError(
                     f"no answer from unit {unit} within {limit * 1000:.0f} ms"
                 )
@@ -257,6 +283,8 @@ class Link:
             finally:
                 # The silence counts from the last byte heard (or sent, when nothing came).
                 self._quiet_until = max(self._last_byte, sent) + self.frame_delay
+            if read is not None and self._unanswered:
+                self._unanswered.answered(read, time.monotonic(), limit)
         code = compat.exception_code(response)
         if code is not None:
             self.stats.refusals += 1
@@ -265,6 +293,30 @@ class Link:
 
     def _received(self) -> None:
         self._last_byte = time.monotonic()
+
+    def _stray(self, response: Any) -> None:
+        """An answer for no waiting request: count it, and free a read waiting for it."""
+        self.stats.late += 1
+        self._unanswered.stray(response, time.monotonic())
+        self._stray_heard.set()
+        log.debug(
+            "%s: dropped a late answer (unit %s, function %s)",
+            self.url,
+            getattr(response, "dev_id", "?"),
+            getattr(response, "function_code", "?"),
+        )
+
+    async def _settle(self, read: Request) -> None:
+        """Before ``read`` goes out on RTU, wait out a late answer that would look like its own.
+
+        Only when a read of the same unit, function and size but another address timed out
+        less than one timeout ago: its answer may still come, and could not be told apart.
+        """
+        while (until := self._unanswered.blocking(read, time.monotonic())) is not None:
+            self._stray_heard.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, until - time.monotonic())):
+                    await self._stray_heard.wait()
 
     def _lost_or(self, error: NoResponseError | BadResponseError) -> NoReturn:
         """Raise :class:`LineDownError` if the connection went away meanwhile, else ``error``."""

@@ -5,8 +5,9 @@ merged when the merged range stays within the protocol's limit (125 registers, 2
 device's own (``max_registers``, ``max_bits``), and when every hole between neighbours is at
 most ``max_gap`` registers (``max_bit_gap`` bits): reading a few unused registers is far cheaper
 than another round trip, but some devices refuse reads that touch unmapped addresses, so the
-gap is configurable, and the poller can force a read to end before a given point after a
-device refused a merged read (see :attr:`Item.break_before`).
+gap is configurable, and the poller can force a read to end before a given point or a point
+to be read alone, after a device refused a merged read (see :attr:`Item.break_before` and
+:attr:`Item.alone`).
 
 Within one kind the points, sorted by address, split into runs; every constraint holds for any
 part of a run that holds for the whole run, so taking the longest possible first run and
@@ -29,7 +30,8 @@ class Item:
     """One point to read: ``size`` registers (or bits) from ``address`` in ``kind``.
 
     ``break_before=True`` makes this point start a new read; the poller sets it after a device
-    refused a merged read, to split that read in two.
+    refused a merged read, to split that read in two. ``alone=True`` makes it a read of its
+    own, shared with no other point (one the device refuses to read).
     """
 
     name: str
@@ -37,6 +39,7 @@ class Item:
     address: int
     size: int
     break_before: bool = False
+    alone: bool = False
 
     @property
     def end(self) -> int:
@@ -83,8 +86,9 @@ def can_join(run_start: int, last: Item, item: Item, limits: Limits) -> bool:
     """Whether ``item`` may extend the run that starts at ``run_start``.
 
     ``last`` is the run's member reaching furthest; ``item`` starts at or after every member.
+    (A run holding an ``alone`` item holds nothing else, so that item is ``last``.)
     """
-    if item.break_before:
+    if item.break_before or item.alone or last.alone:
         return False
     if max(last.end, item.end) - run_start + 1 > limits.size_limit(item.kind):
         return False

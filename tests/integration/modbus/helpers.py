@@ -1,4 +1,4 @@
-"""Helpers for the Modbus integration tests: a recording sink, specs, socat ptys, RTU frames."""
+"""Helpers for the Modbus integration tests: specs, a line runner, socat ptys, RTU frames."""
 
 from __future__ import annotations
 
@@ -7,54 +7,14 @@ import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from edged.adapters.base import DeviceSpec, ReadingSink
 from edged.adapters.modbus.adapter import ModbusLine
 from edged.adapters.modbus.config import BusConfig, DeviceConfig
-from edged.model import DeviceIdentity, DeviceState, Reading
-
-
-@dataclass
-class RecordingSink:
-    """A :class:`ReadingSink` that keeps everything it is given."""
-
-    readings: list[Reading] = field(default_factory=list)
-    states: list[tuple[str, DeviceState, str]] = field(default_factory=list)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def emit(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        self._changed.set()
-
-    def set_state(self, device: DeviceIdentity, state: DeviceState, detail: str = "") -> None:
-        self.states.append((device.device_id, state, detail))
-        self._changed.set()
-
-    def of(self, device_id: str) -> list[Reading]:
-        """The readings of one device."""
-        return [r for r in self.readings if r.device.device_id == device_id]
-
-    def state_of(self, device_id: str) -> tuple[DeviceState, str] | None:
-        """The latest state reported for one device."""
-        for name, state, detail in reversed(self.states):
-            if name == device_id:
-                return state, detail
-        return None
-
-    async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
-        """Wait until ``predicate()`` holds (checked on every event and every 10 ms)."""
-        deadline = time.monotonic() + within
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("condition not reached in time")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.01))
+from edged.model import DeviceIdentity
 
 
 def spec(device_id: str, **section: Any) -> DeviceSpec[DeviceConfig]:

@@ -16,7 +16,8 @@ from edged.adapters.modbus.config import Settings
 from edged.adapters.modbus.link import Link
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
 from edged.model import Command, DeviceIdentity, DeviceState
-from tests.integration.modbus.helpers import RecordingSink, bus, running, spec
+from tests.integration.modbus.helpers import bus, running, spec
+from tests.support.sink import RecordingSink
 
 pytestmark = [pytest.mark.modbus, pytest.mark.integration]
 
@@ -159,7 +160,7 @@ async def test_a_dead_device_costs_one_timeout_per_probe_and_never_stalls_the_ot
     assert sink.state_of("dead") == (DeviceState.ONLINE, "")
     # Each health change is reported once (the daemon's bridge logs it); the adapter itself
     # logs nothing above DEBUG about it.
-    dead_states = [(state, detail) for name, state, detail in sink.states if name == "dead"]
+    dead_states = [(state, detail) for who, state, detail in sink.states if who.device_id == "dead"]
     assert [state for state, _ in dead_states] == [
         DeviceState.STARTING,
         DeviceState.OFFLINE,
@@ -353,7 +354,9 @@ async def test_reconnects_after_the_server_goes_away(
         points={"v": {"address": 0}},
         commands={"set": {"address": 0}},
     )
-    line = ModbusLine(bus(f"tcp://127.0.0.1:{port}", timeout=0.1, reconnect_max=0.2), [device])
+    line = ModbusLine(
+        bus(f"tcp://127.0.0.1:{port}", timeout=0.1, reconnect_max=0.2), [device], stable_after=0.3
+    )
     sink = RecordingSink()
     caplog.set_level(logging.INFO, logger="edged.adapters.modbus")
     try:
@@ -368,14 +371,14 @@ async def test_reconnects_after_the_server_goes_away(
             server = await compat.serve_tcp(compat.EmulatedBus(units), port=port)
             await sink.wait_for(lambda: len(sink.readings) > count, within=3)
             assert sink.state_of("m1") == (DeviceState.ONLINE, "")
+            await sink.wait_for(lambda: not line.retry.failing, "recovery confirmed", within=3)
     finally:
         await server.stop()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    infos = [
-        r for r in caplog.records if r.levelno == logging.INFO and "connected again" in r.message
-    ]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO and "recovered" in r.message]
     assert len(errors) == 1, [r.message for r in errors]
     assert len(infos) == 1
+    assert line.counters()["line_outages"] == 1
 
 
 async def test_create_adapters_groups_devices_by_line(
@@ -395,7 +398,6 @@ async def test_create_adapters_groups_devices_by_line(
     first = lines[0]
     assert isinstance(first, ModbusLine)
     assert first.bus.timeout == 0.2
-    assert logging.getLogger("pymodbus").level == logging.CRITICAL
 
 
 async def test_a_cancellation_arriving_with_an_answer_stops_the_line(

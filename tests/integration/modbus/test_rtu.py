@@ -15,7 +15,6 @@ from edged.adapters.modbus import compat
 from edged.adapters.modbus.adapter import ModbusLine
 from edged.model import Command, DeviceIdentity, DeviceState
 from tests.integration.modbus.helpers import (
-    RecordingSink,
     SocatPair,
     bus,
     crc16,
@@ -23,6 +22,7 @@ from tests.integration.modbus.helpers import (
     running,
     spec,
 )
+from tests.support.sink import RecordingSink
 
 pytestmark = [pytest.mark.modbus, pytest.mark.integration]
 
@@ -79,7 +79,7 @@ async def test_rtu_line_with_a_dead_unit_and_a_write(
     assert units[1].holding[2] == 42
     assert sink.of("m1")[-1].values == {"a": 100 * 65536 + 101}
     assert sink.of("m2")[-1].values == {"b": 7, "c": True}
-    offline = [state for name, state, _ in sink.states if name == "m9"]
+    offline = sink.states_of("m9")
     assert offline == [DeviceState.STARTING, DeviceState.OFFLINE]
     assert [r.message for r in caplog.records if r.levelno > logging.DEBUG] == []
 
@@ -161,7 +161,7 @@ async def test_garbled_and_crc_failing_frames_are_retried_logged_once_and_recove
     assert len(silences) == 1
     assert len(recoveries) == 1
     assert [r.message for r in caplog.records if r.levelno > logging.DEBUG] == []
-    states = [state for name, state, _ in sink.states if name == "m1"]
+    states = sink.states_of("m1")
     assert states == [
         DeviceState.STARTING,
         DeviceState.ONLINE,
@@ -176,7 +176,7 @@ async def test_unplugged_adapter_is_logged_once_and_recovers(
     units[1] = compat.EmulatedUnit(holding={0: 5})
     url = f"rtu://{socat.b}?{BAUD}"
     device = spec("m1", url=url, unit=1, interval=0.02, points={"v": {"address": 0}})
-    line = ModbusLine(bus(url, timeout=0.05, reconnect_max=0.2), [device])
+    line = ModbusLine(bus(url, timeout=0.05, reconnect_max=0.2), [device], stable_after=0.3)
     sink = RecordingSink()
     caplog.set_level(logging.INFO, logger="edged.adapters.modbus")
     async with running(line, sink):
@@ -189,7 +189,8 @@ async def test_unplugged_adapter_is_logged_once_and_recovers(
         socat.start()
         async with serial_emulator(units, socat.a):
             await sink.wait_for(lambda: len(sink.readings) > count + 1, within=5)
+            await sink.wait_for(lambda: not line.retry.failing, "recovery confirmed", within=3)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, [r.message for r in errors]
-    assert sum("connected again" in r.message for r in caplog.records) == 1
+    assert sum("recovered" in r.message for r in caplog.records) == 1
     assert sink.state_of("m1") == (DeviceState.ONLINE, "")
