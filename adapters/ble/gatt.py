@@ -4,6 +4,12 @@ Connections are made with bleak-retry-connector (Debian: python3-bleak-retry-con
 classifies BlueZ's many transient connect errors, to the ``BLEDevice`` the shared scanner last
 heard; no second scan runs. The link holds one of its controller's connection slots while
 connected. bleak-retry-connector is imported only when a GATT device is configured.
+
+Reconnects follow :class:`~edged.linkretry.LinkRetry`: the delay doubles from
+``reconnect.initial`` to ``reconnect.max`` and starts again from the first only after a
+connection stayed up for :data:`STABLE_AFTER` seconds, so a peripheral that drops every
+connection at once is retried ever more slowly; each failure episode is logged once, its end
+once.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from edged.adapters.ble.config import CharacteristicConfig, GattCommandConfig, G
 from edged.adapters.ble.errors import describe
 from edged.adapters.ble.layout import Layout, LayoutError, encode
 from edged.adapters.ble.tracked import Tracked
-from edged.backoff import Backoff
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
+from edged.linkretry import LinkRetry
 from edged.model import Command, DeviceState, JSONValue
 
 log = logging.getLogger("edged.adapters.ble")
@@ -27,6 +33,8 @@ log = logging.getLogger("edged.adapters.ble")
 CONNECT_ATTEMPTS = 2
 """Attempts bleak-retry-connector makes per connect; our own backoff spaces the rounds."""
 DISCONNECT_TIMEOUT = 5.0
+STABLE_AFTER = 30.0
+"""Seconds a connection must stay up before the reconnect delay starts again from the first."""
 
 
 class LinkOwner(Protocol):
@@ -67,6 +75,13 @@ class GattLink:
         self._heard = asyncio.Event()
         self._lost = asyncio.Event()
         self.connects = 0
+        self.retry = LinkRetry(
+            log,
+            str(target.identity),
+            initial=config.reconnect.initial,
+            maximum=config.reconnect.max,
+            stable_after=STABLE_AFTER,
+        )
 
     @property
     def connected(self) -> bool:
@@ -79,21 +94,22 @@ class GattLink:
 
     async def run(self) -> None:
         """Connect, serve, and reconnect with backoff after every failure or disconnect."""
-        backoff = Backoff(initial=self.config.reconnect.initial, maximum=self.config.reconnect.max)
-        while True:
-            if not self._heard.is_set():
-                self.owner.set_state(self.target, DeviceState.OFFLINE, "not advertising")
-                await self._heard.wait()
-            delay = await self._session(backoff)
-            if delay is not None:
-                await asyncio.sleep(delay)
+        try:
+            while True:
+                if not self._heard.is_set():
+                    self.owner.set_state(self.target, DeviceState.OFFLINE, "not advertising")
+                    await self._heard.wait()
+                delay = await self._session()
+                if delay is not None:
+                    await asyncio.sleep(delay)
+        finally:
+            self.retry.close()
 
-    async def _session(self, backoff: Backoff) -> float | None:
+    async def _session(self) -> float | None:
         """One connection attempt and, when it succeeds, the connection's life.
 
         Returns the delay before the next attempt, or ``None`` to wait for the next advert.
         """
-        problems = self.target.problems
         if self.owner.slots.locked():
             self.owner.set_state(
                 self.target, DeviceState.OFFLINE, "waiting for a free connection slot"
@@ -103,34 +119,28 @@ class GattLink:
                 client = await self._connect()
             except _DeviceAwayError as exc:
                 self._heard.clear()
-                problems.fail("connect", f"device not found ({exc}); waiting for its next advert")
+                self.retry.attempt_failed(f"device not found ({exc}); waiting for its next advert")
                 return None
             except Exception as exc:  # noqa: BLE001 - every connect failure is retried
                 self.owner.connect_result(False)
-                delay = backoff.next_delay()
-                problems.fail("connect", f"connect failed: {describe(exc)}; retry in {delay:.1f} s")
-                self.owner.set_state(
-                    self.target, DeviceState.OFFLINE, f"connect failed: {describe(exc)}"
-                )
-                return delay
+                reason = f"connect failed: {describe(exc)}"
+                self.owner.set_state(self.target, DeviceState.OFFLINE, reason)
+                return self.retry.attempt_failed(reason)
             self.owner.connect_result(True)
-            problems.ok("connect")
-            problems.ok("connection")
-            backoff.reset()
+            self.retry.connected()
             self.connects += 1
+            reason = "disconnected"
             try:
                 await self._serve(client)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure ends this connection
                 if not self._lost.is_set():
-                    problems.fail("connection", f"connection failed: {describe(exc)}")
+                    reason = f"connection failed: {describe(exc)}"
             finally:
                 await self._close(client)
-        delay = backoff.next_delay()
-        problems.fail("connection", f"disconnected; reconnecting in {delay:.1f} s")
         self.owner.set_state(self.target, DeviceState.OFFLINE, "disconnected; reconnecting")
-        return delay
+        return self.retry.lost(reason)
 
     async def _connect(self) -> Any:
         from bleak import BleakClient

@@ -1,66 +1,23 @@
-"""Running BLE controllers in tests: a recording sink, builders, and a bounded runner."""
+"""Running BLE controllers in tests: builders and a bounded runner.
+
+The recording sink is the shared one (:class:`tests.support.sink.RecordingSink`), re-exported.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from edged.adapters.base import AdapterContext, DeviceSpec
 from edged.adapters.ble.adapter import BleController, create_adapters
 from edged.adapters.ble.config import DeviceConfig, Settings
-from edged.model import DeviceIdentity, DeviceState, Reading
+from edged.model import DeviceIdentity
+from tests.support.sink import RecordingSink
 
-
-@dataclass
-class RecordingSink:
-    """Keeps every reading and state change; :meth:`wait_for` waits for a condition."""
-
-    readings: list[Reading] = field(default_factory=list)
-    states: list[tuple[DeviceIdentity, DeviceState, str]] = field(default_factory=list)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def emit(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        self._changed.set()
-
-    def set_state(self, device: DeviceIdentity, state: DeviceState, detail: str = "") -> None:
-        self.states.append((device, state, detail))
-        self._changed.set()
-
-    def state_of(self, device: DeviceIdentity) -> tuple[DeviceState, str] | None:
-        """The latest state reported for ``device``."""
-        for who, state, detail in reversed(self.states):
-            if who == device:
-                return state, detail
-        return None
-
-    def values_of(self, device: DeviceIdentity) -> list[dict[str, object]]:
-        """The values of every reading of ``device``, oldest first."""
-        return [dict(r.values) for r in self.readings if r.device == device]
-
-    async def wait_for(
-        self, condition: Callable[[], object], what: str, within: float = 10.0
-    ) -> None:
-        """Wait until ``condition()`` is truthy; fail naming ``what`` after ``within`` seconds.
-
-        Re-checks on every reading or state change, and at least every 50 ms for conditions
-        that depend on something else (the mock, the runner's counters).
-        """
-        try:
-            async with asyncio.timeout(within):
-                while not condition():
-                    self._changed.clear()
-                    with suppress(TimeoutError):
-                        async with asyncio.timeout(0.05):
-                            await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(
-                f"no {what} within {within:g} s; last states {self.states[-4:]},"
-                f" last readings {[dict(r.values) for r in self.readings[-3:]]}"
-            ) from None
+__all__ = ["RecordingSink", "Run", "controller", "controllers", "identity", "run_controller"]
 
 
 def identity(device_id: str) -> DeviceIdentity:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import itertools
 import logging
+from typing import Any
 
 import pytest
 
+from edged.adapters.ble import gatt
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
 from edged.model import Command, DeviceState
 from tests.integration.ble.bluez import BluezMock, uuid16
@@ -24,7 +29,7 @@ HUMIDITY = uuid16(0x2A6F)
 SETPOINT = "12345678-0000-4000-8000-00000000a001"
 MODE = "12345678-0000-4000-8000-00000000a002"
 
-GATT_DEVICE = {
+GATT_DEVICE: dict[str, Any] = {
     "address": ADDRESS,
     "min_interval": 0,
     "rssi": False,
@@ -154,25 +159,64 @@ async def test_peripheral_disconnect_and_reconnect(bluez: BluezMock) -> None:
         )
 
 
-async def test_vanishing_characteristic_and_refused_connections(
+async def test_a_peripheral_that_drops_every_connection_is_retried_ever_more_slowly(
     bluez: BluezMock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Accept-then-drop: the backoff must grow (it is not reset by the short-lived connects),
+    and the whole episode is one log line, with no recovery line per connect."""
+    peripheral = Thermostat(bluez)
+    config = copy.deepcopy(GATT_DEVICE)
+    config["gatt"]["reconnect"] = {"initial": "100ms", "max": "800ms"}
+    runner = controller({"thermostat": config}, silence_timeout="1h")
+    sink = RecordingSink()
+    caplog.set_level(logging.DEBUG, logger="edged.adapters.ble")
+    link = runner.targets[0].link
+    assert link is not None
+    connected_at: list[float] = []
+    loop = asyncio.get_running_loop()
+    async with run_controller(runner, sink):
+        for n in range(1, 7):
+            await sink.wait_for(lambda: link.connects >= n, f"connection {n}")  # noqa: B023
+            connected_at.append(loop.time())
+            bluez.control.DisconnectDevice(peripheral.path)  # the peripheral drops at once
+        await sink.wait_for(lambda: link.retry.failures >= 6, "the sixth drop noticed")
+        assert link.retry.failing
+        assert link.retry.episodes == 1
+        assert link.retry.backoff.attempts >= 6
+    gaps = [b - a for a, b in itertools.pairwise(connected_at)]
+    # Each gap holds at least the backoff delay: 0.1, 0.2, 0.4, 0.8, 0.8 s, each -20 % at worst.
+    for gap, delay in zip(gaps, (0.1, 0.2, 0.4, 0.8, 0.8), strict=True):
+        assert gap >= 0.8 * delay, gaps
+    ours = [r for r in caplog.records if r.name == "edged.adapters.ble"]
+    loud = [r.getMessage() for r in ours if r.levelno >= logging.WARNING]
+    assert len(loud) == 1, loud
+    assert "thermostat" in loud[0] and "retrying in" in loud[0]
+    assert not [r.getMessage() for r in ours if r.levelno == logging.INFO]
+
+
+async def test_vanishing_characteristic_and_refused_connections(
+    bluez: BluezMock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gatt, "STABLE_AFTER", 0.3)  # recovery confirmed quickly
     peripheral = Thermostat(bluez)
     bluez.control.SetConnectError(peripheral.path, "Failed")
     runner = controller({"thermostat": GATT_DEVICE}, silence_timeout="1h")
     sink = RecordingSink()
     device = identity("thermostat")
     caplog.set_level(logging.DEBUG, logger="edged.adapters.ble")
+    link = runner.targets[0].link
+    assert link is not None
     async with run_controller(runner, sink):
         await sink.wait_for(
             lambda: "connect failed" in (sink.state_of(device) or (None, ""))[1],
             "refused connection",
         )
-        await sink.wait_for(lambda: runner.targets[0].problems.streak("connect") >= 3, "retries")
+        await sink.wait_for(lambda: link.retry.failures >= 3, "retries")
         bluez.control.SetConnectError(peripheral.path, "")
         await sink.wait_for(
             lambda: sink.state_of(device) == (DeviceState.ONLINE, "connected"), "connection"
         )
+        await sink.wait_for(lambda: not link.retry.failing, "recovery confirmed")
 
         bluez.control.RemoveGattCharacteristic(peripheral.humidity)
         await sink.wait_for(
@@ -188,7 +232,8 @@ async def test_vanishing_characteristic_and_refused_connections(
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("connect failed" in m for m in loud) == 1, loud
     assert sum("read failed" in m for m in loud) == 1, loud
-    assert any("connect recovered" in r.getMessage() for r in caplog.records)
+    recovered = [r.getMessage() for r in caplog.records if "recovered" in r.getMessage()]
+    assert len(recovered) == 1 and "thermostat" in recovered[0], recovered
 
 
 async def test_connections_are_limited_per_controller(bluez: BluezMock) -> None:
