@@ -14,12 +14,15 @@ from typing import Any
 
 import pytest
 
+from edged.adapters.base import AdapterContext, DeviceSpec
+from edged.adapters.serial.adapter import SerialDevice
 from edged.adapters.serial.config import DeviceConfig, ReopenConfig, Settings
 from edged.adapters.serial.port import SerialLink
 from edged.adapters.serial.throttle import CAPACITY
-from edged.model import DeviceState
+from edged.model import DeviceState, Reading
 from tests.integration.serial.harness import DEVICE, detail, online, running, state, transitions
 from tests.integration.serial.instruments import Instrument, PtyPair, Responder
+from tests.support.sink import RecordingSink
 
 pytestmark = [pytest.mark.serial, pytest.mark.integration]
 
@@ -71,6 +74,27 @@ async def test_a_stalled_query_write_is_counted_and_polling_goes_on(
     warnings = messages(caplog, logging.WARNING)
     assert len([w for w in warnings if "write timed out" in w]) == 1, warnings
     assert len([m for m in messages(caplog, logging.INFO) if "writing recovered" in m]) == 1
+
+
+class BrokenSink(RecordingSink):
+    """A sink whose ``emit`` fails (a bug further on)."""
+
+    async def emit(self, reading: Reading) -> None:
+        raise RuntimeError("the bridge broke")
+
+
+async def test_a_poll_that_crashes_ends_the_runner_loudly(pty: PtyPair) -> None:
+    section = {"port": pty.path, "poll": 0.1, "queries": [{"send": "MEAS?\r\n", "parser": "kv"}]}
+    spec = DeviceSpec(DEVICE, DeviceConfig.model_validate(section), "reading", ())
+    device = SerialDevice(spec, Settings(), AdapterContext(gateway=DEVICE))
+    instrument = Responder(pty.master, lambda line: b"T=1\r\n")
+    try:
+        runner = asyncio.create_task(device.run(BrokenSink()))
+        # The supervisor sees the error (and restarts the adapter); polling does not just stop.
+        with pytest.raises(RuntimeError, match="the bridge broke"):
+            await asyncio.wait_for(runner, 5)
+    finally:
+        instrument.stop()
 
 
 class Streamer:
