@@ -128,7 +128,8 @@ class LoopDriver:
             self._misc_handle = self._loop.call_later(MISC_INTERVAL, self._misc)
 
     def _fail(self, reason: str) -> None:
-        log.error("%s; closing the connection", reason)
+        # The session logs the loss once, with this reason; the traceback only helps a developer.
+        log.debug("%s; closing the connection", reason, exc_info=True)
         if self.sock is not None:
             self._force_close()
         self._failed(reason)

@@ -154,6 +154,26 @@ async def test_a_broken_read_closes_logs_once_reconnects_and_loses_nothing(
     assert not _loop_errors(caplog)
 
 
+async def test_a_second_connack_does_not_leave_the_session_deaf_to_the_next_drop(
+    broker: Broker, proxy: FaultProxy, apps: Callable[..., AppClient]
+) -> None:
+    """A CONNACK in mid-session must not detach the session from its connection's end."""
+    app = apps()
+    app.subscribe(EVENTS)
+    uplink = Uplink(settings_for(broker, port=proxy.port), Inbox())
+    async with running(uplink):
+        await uplink.wait_connected()
+        proxy.current.inject(b"\x20\x02\x00\x00")
+        await _publish(uplink, [b"between"])
+        links = len(proxy.links)
+        proxy.current.reset()
+        await eventually(
+            lambda: uplink.connected and len(proxy.links) > links, what="a reconnect after the drop"
+        )
+        await _publish(uplink, [b"after"])
+        await _all_delivered(uplink, app, {b"between", b"after"})
+
+
 # -- 2. the connection dies while a large backlog is being written ---------------------------
 
 
@@ -378,6 +398,11 @@ async def test_packets_buffered_inside_one_tls_record_are_all_handed_over(
 async def test_a_burst_of_commands_over_the_brokers_tls_listener_all_arrive(
     broker: Broker, apps: Callable[..., AppClient]
 ) -> None:
+    """Large and small commands queued up at once, straight from mosquitto's TLS listener.
+
+    mosquitto gives each packet its own TLS record(s), so this burst does not depend on the
+    pending-bytes drain (the test above does); it checks the reads of a real TLS stream.
+    """
     app = apps()
     commands = _commands([50] * 150 + [100_000, 30_000] + [50] * 150)
     inbox = Inbox()
