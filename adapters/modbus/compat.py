@@ -220,7 +220,8 @@ class EmulatedUnit:
     """One emulated device: four address spaces; an address not in a table is illegal.
 
     Set ``failure`` to an exception code to refuse every request with it (4: device failure,
-    6: busy, ...); ``reads`` and ``writes`` count the requests served.
+    6: busy, ...); ``reads`` and ``writes`` count the requests served, ``refused`` the ones
+    answered with an exception.
     """
 
     holding: dict[int, int] = field(default_factory=dict)
@@ -230,6 +231,7 @@ class EmulatedUnit:
     failure: int | None = None
     reads: int = 0
     writes: int = 0
+    refused: int = 0
 
     def table(self, func_code: int) -> dict[int, Any]:
         """The address space a function code works on."""
@@ -322,6 +324,7 @@ class EmulatedBus(ModbusServerContext):
             if unit is not None:
                 code = unit.refusal(pdu.function_code, pdu.address, _request_count(pdu))
                 if code is not None:
+                    unit.refused += 1
                     self._refused[key] = code
                     pdu = _Refused(pdu)
             return pdu

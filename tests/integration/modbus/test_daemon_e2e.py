@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +17,10 @@ import pytest
 
 from edged.emulator import PlatformEmulator
 from edged.model import DeviceIdentity
+from tests.integration.modbus.slow_device import SlowTcpDevice
 from tests.support.broker import Broker
 from tests.support.daemon import GATEWAY, running_daemon, write_config
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.modbus, pytest.mark.integration]
 
@@ -160,3 +165,75 @@ def test_daemon_publishes_decoded_modbus_values(
     silent = [line for line in output.splitlines() if "WARNING" in line and "meter-2" in line]
     assert len(silent) == 1, output  # the dead unit is logged once
     assert emulator.violations == []
+
+
+@contextmanager
+def slow_device_in_thread(
+    registers: Mapping[int, int], slow: Mapping[tuple[int, int], float]
+) -> Iterator[SlowTcpDevice]:
+    """A :class:`SlowTcpDevice` on an event loop of its own (the test thread blocks)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="slow-device", daemon=True)
+    thread.start()
+    device = SlowTcpDevice(registers, slow)
+    try:
+        asyncio.run_coroutine_threadsafe(device.start(), loop).result(5)
+        yield device
+    finally:
+        asyncio.run_coroutine_threadsafe(device.close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def test_daemon_is_quiet_about_pymodbus_and_counts_late_answers(
+    tmp_path: Path, broker: Broker, emulator: PlatformEmulator
+) -> None:
+    """The daemon as deployed: logging set up first, then the adapter. pymodbus would log
+    a refused connect (WARNING) and a late answer (ERROR, with frame dumps); none of its
+    lines may reach the log, the late answer shows in the status event's counters, and the
+    dead line is logged once by edged itself."""
+    gone = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    registers = {0: 1, 1: 2, 100: 101, 101: 102}
+    with slow_device_in_thread(registers, {(0, 3): 0.3}) as slow:
+        plc = f"tcp://127.0.0.1:{slow.port}"
+        points = {name: {"address": address} for name, address in
+                  (("a0", 0), ("a1", 1), ("b0", 100), ("b1", 101))}  # fmt: skip
+        devices = [
+            {
+                "id": "slow-1",
+                "type": "meter",
+                "adapter": "modbus",
+                "modbus": {"url": plc, "unit": 1, "interval": 0.1, "timeout": "200ms",
+                           "points": points},
+            },
+            {
+                "id": "gone-1",
+                "type": "meter",
+                "adapter": "modbus",
+                "modbus": {"url": gone, "unit": 1, "points": {"v": {"address": 0}}},
+            },
+        ]  # fmt: skip
+        config = write_config(tmp_path, broker, devices)
+        with running_daemon(config) as daemon:
+            emulator.wait_for_events(
+                6, device="slow-1", event="reading", predicate=lambda _: slow.late == 1
+            )
+            emulator.send_command(GW, "status", {"reqId": "s-1"})
+            [status] = emulator.wait_for_events(
+                device=GW.device_id,
+                event="cmdResult",
+                predicate=lambda e: e.data.get("reqId") == "s-1",
+            )
+            output = daemon.output
+    adapters = status.data["d"]["adapters"]
+    assert adapters[f"modbus:{plc}"]["counters"]["late_answers"] == 1
+    assert adapters[f"modbus:{gone}"]["counters"]["line_outages"] == 1
+    readings = [e.values for e in emulator.events if e.event == "reading"]
+    assert len(readings) >= 6
+    assert all(values == {"a0": 1, "a1": 2, "b0": 101, "b1": 102} for values in readings)
+    lines = output.splitlines()
+    assert [line for line in lines if "pymodbus" in line or ">>>>>" in line] == [], output
+    dead = [line for line in lines if "ERROR" in line and f"modbus:{gone}" in line]
+    assert len(dead) == 1, output
+    assert "cannot connect" in dead[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import struct
 
@@ -13,6 +14,7 @@ from edged.adapters.base import AdapterContext
 from edged.adapters.modbus import compat
 from edged.adapters.modbus.adapter import ModbusLine, create_adapters
 from edged.adapters.modbus.config import Settings
+from edged.adapters.modbus.device import DevicePoller
 from edged.adapters.modbus.link import Link
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
 from edged.model import Command, DeviceIdentity, DeviceState
@@ -213,6 +215,49 @@ async def test_exception_responses_mark_only_the_affected_points(
     assert len(refusals) == 1  # logged once, not every cycle
 
 
+async def test_splits_around_a_refused_register_are_undone_where_not_needed(
+    units: Units, tcp_server: compat.EmulatorServer
+) -> None:
+    """Learning isolates register 2 (missing) with scaffolding splits; only what the device
+    proved stays: r2 alone, r0-r1 and r3-r7 merged (3 reads, not 4), and the split over a
+    refused hole between x0 and x2 (both readable) kept without being tried again."""
+    units[1] = compat.EmulatedUnit(holding={a: 10 + a for a in range(8) if a != 2})
+    units[2] = compat.EmulatedUnit(holding={0: 5, 2: 7})  # address 1 is a hole it refuses
+    url = url_of(tcp_server)
+    registers = {f"r{a}": {"address": a} for a in range(8)}
+    m1 = spec("m1", url=url, unit=1, interval=0.02, points=registers)
+    holes = {"x0": {"address": 0}, "x2": {"address": 2}}
+    m2 = spec("m2", url=url, unit=2, interval=0.02, points=holes)
+    line = ModbusLine(bus(url), [m1, m2])
+    p1, p2 = line.pollers
+    sink = RecordingSink()
+
+    def plan(poller: DevicePoller) -> list[tuple[int, int]]:
+        return [(block.address, block.count) for block in poller.full_plan()]
+
+    async def requests_per_poll(poller: DevicePoller, unit: compat.EmulatedUnit) -> float:
+        requests, cycles = unit.reads + unit.refused, poller.cycles
+        await sink.wait_for(lambda: poller.cycles >= cycles + 10, "ten polls")
+        return (unit.reads + unit.refused - requests) / (poller.cycles - cycles)
+
+    async with running(line, sink):
+        await sink.wait_for(lambda: p1.cycles >= 2 and p2.cycles >= 2, "learning")
+        assert plan(p1) == [(0, 2), (2, 1), (3, 5)]
+        assert plan(p2) == [(0, 1), (2, 1)]
+        assert 2.8 <= await requests_per_poll(p1, units[1]) <= 3.2
+        refused = units[2].refused
+        assert 1.8 <= await requests_per_poll(p2, units[2]) <= 2.2
+        assert units[2].refused == refused  # the proven split is not tried again
+        assert sink.values_of("m1")[-1]["_errors"] == {
+            "r2": {"code": 2, "error": "illegal data address"}
+        }
+        units[1].holding[2] = 12  # the register appears: everything merges again
+        await sink.wait_for(lambda: sink.values_of("m1")[-1].get("r2") == 12, "r2 reads again")
+        await sink.wait_for(lambda: plan(p1) == [(0, 8)], "the merged plan")
+        assert 0.8 <= await requests_per_poll(p1, units[1]) <= 1.2
+    assert sink.values_of("m1")[-1] == {f"r{a}": 10 + a for a in range(8)}
+
+
 async def test_report_on_change_with_deadband(
     units: Units, tcp_server: compat.EmulatorServer
 ) -> None:
@@ -379,6 +424,43 @@ async def test_reconnects_after_the_server_goes_away(
     assert len(errors) == 1, [r.message for r in errors]
     assert len(infos) == 1
     assert line.counters()["line_outages"] == 1
+
+
+async def test_an_endpoint_that_accepts_and_drops_is_retried_ever_more_slowly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gateway at its connection limit accepts and closes at once: the backoff must grow
+    (a connect is no success), and the whole episode is one ERROR, with no INFO per connect."""
+    loop = asyncio.get_running_loop()
+    accepted: list[float] = []
+
+    def accept_and_close(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(loop.time())
+        writer.close()
+
+    server = await asyncio.start_server(accept_and_close, "127.0.0.1", 0)
+    url = f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    device = spec("m1", url=url, unit=1, interval=0.02, points={"v": {"address": 0}})
+    line = ModbusLine(bus(url, timeout=0.1, reconnect_max=0.8), [device], reconnect_initial=0.05)
+    sink = RecordingSink()
+    caplog.set_level(logging.DEBUG, logger="edged.adapters.modbus")
+    try:
+        async with running(line, sink):
+            await sink.wait_for(lambda: len(accepted) >= 7, "seven connections", within=10)
+    finally:
+        server.close()
+        await server.wait_closed()
+    gaps = [b - a for a, b in itertools.pairwise(accepted)]
+    # Each gap holds at least the backoff delay (doubling from 0.05 s to 0.8 s, -20 % at worst).
+    for gap, delay in zip(gaps, (0.05, 0.1, 0.2, 0.4, 0.8, 0.8), strict=True):
+        assert gap >= 0.8 * delay, gaps
+    assert line.retry.episodes == 1 and line.retry.failures >= 6
+    ours = [r for r in caplog.records if r.name.startswith("edged.adapters.modbus")]
+    loud = [r.getMessage() for r in ours if r.levelno >= logging.WARNING]
+    assert len(loud) == 1, loud
+    assert ours[0].levelno == logging.ERROR and "retrying in" in loud[0]
+    assert not [r.getMessage() for r in ours if r.levelno == logging.INFO]
+    assert set(sink.states_of("m1")) == {DeviceState.STARTING, DeviceState.OFFLINE}
 
 
 async def test_create_adapters_groups_devices_by_line(
