@@ -20,6 +20,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from edged import codec, registry, topics
 from edged.adapters.base import Adapter, AdapterContext
@@ -121,7 +122,7 @@ class Gateway:
 
     # -- status --------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> dict[str, Any]:
         """The gateway's health, as published in its status event."""
         return self.health.build()
 
@@ -220,7 +221,7 @@ class Gateway:
             if task.get_name() not in self.stuck_tasks:
                 self.stuck_tasks.append(task.get_name())
                 log.error(
-                    "task %s did not stop within %.0f s of being cancelled; giving up on it",
+                    "task %s did not stop within %g s of being cancelled; giving up on it",
                     task.get_name(),
                     STOP_STEP_SECONDS,
                 )
@@ -230,7 +231,7 @@ class Gateway:
             async with asyncio.timeout(STOP_STEP_SECONDS):
                 await step
         except TimeoutError:
-            log.error("shutdown: %s took over %.0f s; going on", what, STOP_STEP_SECONDS)
+            log.error("shutdown: %s took over %g s; going on", what, STOP_STEP_SECONDS)
             self.stuck_tasks.append(what)
 
     async def _drain(self, seconds: float) -> None:

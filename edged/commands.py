@@ -123,6 +123,8 @@ class CommandDesk:
         self.recent = recent or RecentRequests()
         self.counters: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._refusals_logged = False
 
     @property
@@ -138,7 +140,7 @@ class CommandDesk:
         """Start carrying out a command; its one result is delivered when it ends."""
         self.counters["commands"] += 1
         if isinstance(topic, topics.MalformedCommandTopic):
-            command = Command(topic.device, topic.command[:128], topic.format[:128], b"")
+            command = Command(topic.device, safe(topic.command, 128), safe(topic.format, 128), b"")
             self._finish(
                 CommandResult(
                     command,
@@ -166,7 +168,8 @@ class CommandDesk:
             self._run(command), name=f"command:{command.device}:{command.name}"
         )
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._idle.clear()
+        task.add_done_callback(lambda done: self._ended(done, command))
 
     def refuse_unnamed(self, topic: str) -> None:
         """A command-like message whose device cannot be named: count it, log it once."""
@@ -222,17 +225,25 @@ class CommandDesk:
             result = CommandResult(
                 command, CommandStatus.TIMEOUT, f"no outcome within {self.timeout:g} s"
             )
-        except asyncio.CancelledError:
-            self._finish(
-                CommandResult(command, CommandStatus.FAILED, "cancelled: the gateway is stopping")
-            )
-            raise
         except Exception as exc:
             log.exception(
                 "command %s for %s raised unexpectedly", safe(command.name), command.device
             )
             result = CommandResult(command, CommandStatus.FAILED, f"internal error: {exc}")
         self._finish(result)
+
+    async def wait_idle(self) -> None:
+        """Wait until no command is being carried out."""
+        await self._idle.wait()
+
+    def _ended(self, task: asyncio.Task[None], command: Command) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
+        if task.cancelled():  # before or while it ran: it is still owed its one result
+            self._finish(
+                CommandResult(command, CommandStatus.FAILED, "cancelled: the gateway is stopping")
+            )
 
     def _finish(self, result: CommandResult) -> None:
         command = result.command
@@ -267,9 +278,19 @@ class CommandDesk:
             return codec.encode_command_result(result, time.time())
         except (TypeError, ValueError) as exc:  # orjson: too deep, or not JSON-encodable
             self.counters["results_unencodable"] += 1
+            command = result.command
+            plain = Command(
+                command.device,
+                safe(command.name, 128),
+                command.format,
+                b"",
+                correlation_id=None
+                if command.correlation_id is None
+                else safe(command.correlation_id, MAX_REQ_ID),
+            )
             return codec.encode_command_result(
                 CommandResult(
-                    result.command,
+                    plain,
                     CommandStatus.FAILED,
                     f"the result could not be encoded as JSON: {safe(exc)}",
                 ),

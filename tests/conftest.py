@@ -10,10 +10,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from edged.emulator import PlatformEmulator
 from tests.support.broker import APP_USER, Broker, TestCA
 from tests.support.daemon import ORG
+
+# Fuzz suites run the same examples every time (CI stays reproducible) and keep no database.
+settings.register_profile("edged", derandomize=True, database=None, deadline=None)
+settings.load_profile("edged")
 
 
 @pytest.fixture(scope="session")

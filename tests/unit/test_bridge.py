@@ -12,8 +12,9 @@ from edged import topics
 from edged.adapters.base import DeviceSpec
 from edged.adapters.simulated.adapter import SimulatedDevice
 from edged.adapters.simulated.config import DeviceConfig
-from edged.bridge import Bridge, OutgoingMessage
+from edged.bridge import Bridge
 from edged.model import DeviceIdentity, DeviceState, Reading
+from edged.sendqueue import OutgoingMessage
 
 GW = DeviceIdentity("gw", "gw-1")
 DEV = DeviceIdentity("sim", "s-1")

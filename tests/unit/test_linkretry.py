@@ -86,8 +86,9 @@ async def test_recovery_is_logged_once_when_the_link_stays_up(
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="test.link"):
         link.connected()
-        assert link.failing  # not yet: it has to stay up
+        assert link.failures == 1  # not recovered yet: it has to stay up
         await asyncio.sleep(0.1)
+    assert link.failures == 0
     assert not link.failing
     assert [r.getMessage() for r in caplog.records] == ["port X: recovered after 1 failure(s)"]
     assert link.backoff.attempts == 0
