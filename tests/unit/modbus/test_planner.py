@@ -18,6 +18,8 @@ def _feasible(run: Sequence[Item], limits: Limits) -> bool:
     kind = run[0].kind
     if any(item.break_before for item in run[1:]):
         return False
+    if len(run) > 1 and any(item.alone for item in run):
+        return False
     start = min(item.address for item in run)
     end = max(item.end for item in run)
     if end - start + 1 > limits.size_limit(kind):
@@ -71,7 +73,8 @@ def point_sets(draw: st.DrawFn) -> tuple[list[Item], Limits]:
             split = draw(st.integers(0, 5)) == 0
             if address + size - 1 > 65535:
                 break
-            items.append(Item(f"{kind}{n}", kind, address, size, split))
+            alone = draw(st.integers(0, 7)) == 0
+            items.append(Item(f"{kind}{n}", kind, address, size, split, alone))
             if not bits and size == 1 and draw(st.integers(0, 4)) == 0:  # a second bit field
                 items.append(Item(f"{kind}{n}b", kind, address, 1, draw(st.booleans())))
             address += size + draw(st.sampled_from([0, 0, 1, 3, 8, 13, 40]))
@@ -168,6 +171,21 @@ def test_learned_splits() -> None:
         ("holding", 0, 2),
         ("holding", 2, 2),
         ("holding", 9, 1),
+    ]
+
+
+def test_a_point_read_alone_shares_its_read_with_no_neighbour() -> None:
+    items = [
+        Item("a", "holding", 0, 1),
+        Item("b", "holding", 1, 1),
+        Item("c", "holding", 2, 1, alone=True),
+        Item("d", "holding", 3, 1),
+        Item("e", "holding", 4, 1),
+    ]
+    assert _ranges(plan_reads(items, Limits())) == [
+        ("holding", 0, 2),
+        ("holding", 2, 1),
+        ("holding", 3, 2),
     ]
 
 
