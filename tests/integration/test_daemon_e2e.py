@@ -175,6 +175,35 @@ def test_broker_restart_loses_no_qos1_command(
     assert emulator.violations == []
 
 
+def test_a_redelivered_command_is_carried_out_once(
+    tmp_path: Path, broker: Broker, emulator: PlatformEmulator
+) -> None:
+    device = DeviceIdentity("sim", "s-1")
+    config = write_config(tmp_path, broker, [_sim("s-1", interval=0.1, command_delay=0.5)])
+    with running_daemon(config) as daemon:
+        emulator.wait_for_events(device="s-1")
+        # The same reqId again while the first runs, and again after it ended: what a broker
+        # redelivering a QoS 1 command around a restart looks like to the gateway.
+        emulator.send_command(device, "set", {"reqId": "valve-1", "valve": "pulse-1"})
+        emulator.send_command(device, "set", {"reqId": "valve-1", "valve": "pulse-2"})
+        first = _result(emulator, "s-1", "valve-1")
+        emulator.send_command(device, "set", {"reqId": "valve-1", "valve": "pulse-3"})
+        emulator.wait_for_events(
+            2,
+            device="s-1",
+            event="cmdResult",
+            predicate=lambda e: e.data.get("reqId") == "valve-1",
+        )
+        emulator.wait_for_events(3, device="s-1", predicate=lambda e: "valve" in e.values)
+        daemon.wait_for_output(r"reqId valve-1 was already carried out; not carried out again")
+    assert first["d"] == {"applied": {"valve": "pulse-1"}}
+    results = [e.data for e in emulator.events if e.event == "cmdResult"]
+    assert all(result == first for result in results), results  # the first result, verbatim
+    valves = {e.values["valve"] for e in emulator.events if "valve" in e.values}
+    assert valves == {"pulse-1"}  # the repeats changed nothing
+    assert daemon.output.count("not carried out again") == 2
+
+
 def test_subscriptions_are_restored_when_the_broker_lost_the_session(
     tmp_path: Path, broker: Broker, emulator: PlatformEmulator
 ) -> None:
