@@ -18,12 +18,12 @@ pytestmark = pytest.mark.modbus
 
 def answer(unit: int, pdu: bytes, transaction: int = 0) -> Any:
     """The client-side decoding of ``pdu`` (function code first) from ``unit``."""
-    framer = FramerSocket(DecodePDU(False))
+    framer: Any = FramerSocket(DecodePDU(False))
     frame = framer.encode(pdu, unit, transaction)
-    decoded = framer.handleFrame(frame, 0, 0) if hasattr(framer, "handleFrame") else None
-    if decoded is None:  # pymodbus 3.8
-        decoded = framer.processIncomingFrame(frame)
-    used, response = decoded
+    if hasattr(framer, "handleFrame"):
+        used, response = framer.handleFrame(frame, 0, 0)
+    else:  # pymodbus 3.8
+        used, response = framer.processIncomingFrame(frame)
     assert used == len(frame) and response is not None
     return response
 
