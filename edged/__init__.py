@@ -1,3 +1,3 @@
-"""edged: a managed gateway daemon for Watson IoT / Maximo IoT compatible MQTT services."""
+"""edged: a gateway daemon for Watson IoT / Maximo IoT compatible MQTT services."""
 
 __version__ = "0.1.0"
