@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
 import struct
@@ -56,10 +57,17 @@ class Link:
         """Send ``data`` to the client as if the broker had sent it."""
         self.client_writer.write(data)
 
+    def inject_raw(self, data: bytes) -> None:
+        """Write ``data`` straight to the client's socket, under TLS if there is TLS."""
+        sock = self.client_writer.get_extra_info("socket")
+        os.write(sock.fileno(), data)
+
     def stop_reading_client(self) -> None:
         """Stop reading from the client: its writes back up in the kernel, then in paho."""
         self._reading_up.clear()
-        self.client_writer.transport.pause_reading()
+        transport = self.client_writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
 
     def release(self) -> None:
         """Send everything held from the broker to the client in one write, then forward."""
