@@ -30,6 +30,7 @@ from edged.text import safe
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_BYTES = 16 * 1024 * 1024
+TOPIC_CACHE_SIZE = 4096
 
 
 class Publisher(Protocol):
@@ -86,6 +87,7 @@ class Bridge:
         self.counters: Counter[str] = Counter()
         self._device_locks: dict[DeviceIdentity, asyncio.Lock] = {}
         self._oversize_logged: set[DeviceIdentity] = set()  # bounded: configured devices only
+        self._topics: dict[tuple[DeviceIdentity, str], str] = {}
         self._publish_problems = ProblemLog(log, "forwarder", quiet=60.0)
 
     # -- ReadingSink ---------------------------------------------------------------------------
@@ -93,11 +95,22 @@ class Bridge:
     async def emit(self, reading: Reading) -> None:
         """Encode ``reading`` as an event and queue it (waits while the queue is full)."""
         payload = codec.encode_event(reading.values, reading.timestamp)
-        topic = topics.event_topic(reading.device, reading.event)
+        topic = self._event_topic(reading.device, reading.event)
         if not self._fits(reading.device, topic, payload):
             return
         await self.queue.put(OutgoingMessage(topic, payload, self.qos))
         self.counters["readings"] += 1
+
+    def _event_topic(self, device: DeviceIdentity, event: str) -> str:
+        # One shared string per device and event: a queued reading then holds no topic of its
+        # own. Bounded, since adapters may take event names from what a device sends.
+        key = (device, event)
+        topic = self._topics.get(key)
+        if topic is None:
+            if len(self._topics) >= TOPIC_CACHE_SIZE:
+                self._topics.clear()
+            topic = self._topics[key] = topics.event_topic(device, event)
+        return topic
 
     def set_state(self, device: DeviceIdentity, state: DeviceState, detail: str = "") -> None:
         """Record a device's link state; transitions are logged once."""

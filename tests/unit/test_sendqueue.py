@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tracemalloc
 
 import pytest
 
@@ -115,3 +116,21 @@ async def test_a_cancelled_producer_passes_its_wake_up_on() -> None:
     first.cancel()  # ... which is cancelled before it runs
     await asyncio.wait_for(second, 1)
     assert queue.get_nowait().payload.startswith(b"2")
+
+
+async def test_a_queued_reading_holds_a_few_hundred_bytes_not_kilobytes() -> None:
+    from edged.bridge import Bridge
+    from edged.model import DeviceIdentity, Reading
+
+    device = DeviceIdentity("meter", "m-1")
+    bridge = Bridge(DeviceIdentity("gw", "gw-1"), [], queue_size=5001)
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for n in range(5000):
+            await bridge.emit(Reading(device, "reading", {"t": 21.5 + n, "h": 40}, 1.7e9 + n))
+        per_reading = (tracemalloc.get_traced_memory()[0] - start) / 5000
+    finally:
+        tracemalloc.stop()
+    # ~260 bytes here; orjson >= 3.11's own buffer alone would be ~4 KiB per reading.
+    assert per_reading < 1024
