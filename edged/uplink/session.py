@@ -443,6 +443,12 @@ class Uplink:
     def _lifetime(self) -> float:
         return time.monotonic() - self._connected_at
 
+    def _drop(self, sock: Any, reason: str) -> None:
+        """Close the connection on ``sock`` if it is still the current one."""
+        if sock is not None and self._driver.sock is sock:
+            self._client.force_close()
+            self._connection_gone(_Ended(self._lifetime(), reason))
+
     def _connection_gone(self, ended: _Ended) -> None:
         """The connection is over (paho said so, or we closed it): settle waiters."""
         self._connected = False
@@ -534,6 +540,14 @@ class Uplink:
                     )
                 )
             return  # paho closes the socket next
+        if self._connected:
+            # A second CONNACK on one connection breaks the protocol. Drop the connection (not
+            # from inside this callback: paho holds the lock that closing the socket takes).
+            sock = self._driver.sock
+            asyncio.get_running_loop().call_soon(
+                self._drop, sock, "the broker sent a second CONNACK"
+            )
+            return
         self._connected = True
         self._connected_at = time.monotonic()
         self._connects += 1
