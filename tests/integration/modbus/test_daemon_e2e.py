@@ -227,7 +227,8 @@ def test_daemon_is_quiet_about_pymodbus_and_counts_late_answers(
             )
             output = daemon.output
     adapters = status.data["d"]["adapters"]
-    assert adapters[f"modbus:{plc}"]["counters"]["late_answers"] == 1
+    counters = adapters[f"modbus:{plc}"]["counters"]
+    assert counters["late_answers"] == counters["timeouts"] >= 1, counters
     assert adapters[f"modbus:{gone}"]["counters"]["line_outages"] == 1
     readings = [e.values for e in emulator.events if e.event == "reading"]
     assert len(readings) >= 6

@@ -44,9 +44,9 @@ async def check_late_answers_are_dropped(
         polls = line.pollers[0].cycles
         await sink.wait_for(lambda: line.pollers[0].cycles >= polls + 5, "five more polls")
     counters = line.counters()
-    assert counters["late_answers"] == 2, counters
+    # Each timed-out read's answer came late and was dropped: two, unless the machine stalled.
+    assert counters["late_answers"] == counters["timeouts"] >= 2, counters
     assert counters["bad_answers"] == 0, counters
-    assert counters["timeouts"] == 2, counters  # the two slow reads, each retried in time
     # No value from another read: every reading carries exactly the right values.
     assert len(sink.readings) >= 8
     wrong = [r.values for r in sink.readings if dict(r.values) != EXPECTED]
@@ -55,7 +55,7 @@ async def check_late_answers_are_dropped(
     assert sink.states_of("m1") == [DeviceState.STARTING, DeviceState.ONLINE]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     dropped = [r for r in caplog.records if "dropped a late answer" in r.getMessage()]
-    assert len(dropped) == 2
+    assert len(dropped) == counters["late_answers"]
 
 
 async def test_late_tcp_answers_are_dropped_and_counted(
