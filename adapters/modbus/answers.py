@@ -3,8 +3,8 @@
 After a request was given up on (it timed out), its answer can still arrive while the next
 request waits. Over TCP the transaction id tells them apart. RTU frames carry no id, so an
 answer is judged by what it must look like: the unit that was asked, the function asked for
-(or its exception), and for reads the byte count that the requested number of values gives,
-for writes the echo of the address (and value or quantity) that was written.
+(or its exception), and for reads the number of values asked for (bits in whole bytes), for
+writes the echo of the address (and value or quantity) that was written.
 
 What this cannot tell apart on RTU is a late answer to an earlier read of the same size from
 the same unit; :class:`~.link.Link` keeps that case from arising (see ``_settle``).
@@ -64,13 +64,16 @@ def answers(request: Request, response: Any) -> bool:
         return False
     if function & 0x80:  # an exception response: one code byte, nothing more to compare
         return True
-    return _body_fits(request, bytes(response.encode()))
+    # Reads are judged by the values decoded (cheaper than encoding 125 registers again):
+    # registers one each, bits padded to whole bytes, on every pymodbus release.
+    if function in _REGISTER_READS:
+        return len(response.registers) == request.count
+    if function in _BIT_READS:
+        return len(response.bits) == 8 * ((request.count + 7) // 8)
+    return _echo_fits(request, bytes(response.encode()))
 
 
-def _body_fits(request: Request, body: bytes) -> bool:
-    size = expected_size(request)
-    if size is not None:
-        return len(body) == size and body[0] == size - 1
+def _echo_fits(request: Request, body: bytes) -> bool:
     if request.function in _SINGLE_WRITES:
         return body == request.body[:4]
     if request.function in _MULTIPLE_WRITES:
