@@ -142,8 +142,18 @@ class DevicePoller:
         return not self._in_cycle and bool(self.points) and now >= self.next_due
 
     def attach(self, sink: ReadingSink) -> None:
-        """Report device states to ``sink`` from now on."""
+        """Report device states to ``sink`` from now on.
+
+        Called each time the line's runner starts. A (re)started runner has reported the
+        device as starting, so its health is unknown again: it is polled at once and its first
+        answer (or silence) is reported, as after a line outage.
+        """
         self._sink = sink
+        self.abandon_cycle()
+        self.answering = None
+        self._bad_summary = ""
+        self._probe_backoff.reset()
+        self.next_due = 0.0
 
     def plan(self, names: frozenset[str]) -> list[Block]:
         """The read plan for the points ``names`` (cached until the device teaches otherwise)."""
