@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import math
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -177,6 +179,31 @@ def new_threads(before: set[threading.Thread]) -> list[str]:
     return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
 
 
+def open_fds() -> set[str]:
+    """This process's open file descriptors, as "number -> what it is"."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone already
+            found.add(f"{name} -> {os.readlink(f'/proc/self/fd/{name}')}")
+    return found
+
+
+async def fds_back_to(before: set[str], sink: RecordingSink) -> None:
+    """Every descriptor opened since ``before`` is closed again (soon after the adapter stopped).
+
+    Checked while the counterpart still runs: the autouse leak check comes after the fixture
+    stopped it, and a counterpart that goes away can close what the adapter left open.
+    """
+
+    def closed() -> bool:
+        gc.collect()  # dbus-fast frees a closed bus's socket only when the bus is collected
+        return not open_fds() - before
+
+    with contextlib.suppress(AssertionError):
+        await sink.wait_for(closed, "descriptors closed", STOP_WITHIN)
+    assert not open_fds() - before, f"descriptors left open: {sorted(open_fds() - before)}"
+
+
 # --- 1. readings and states -----------------------------------------------------------------
 
 
@@ -218,6 +245,7 @@ async def test_cancel_ends_run_promptly_and_leaves_nothing_running(
     sink = RecordingSink()
     tasks_before = asyncio.all_tasks()
     threads_before = set(threading.enumerate())
+    fds_before = open_fds()
     async with running(rig, sink) as task:
         if when == "starting":
             await asyncio.sleep(0)  # run() has begun; nothing has answered yet
@@ -230,6 +258,7 @@ async def test_cancel_ends_run_promptly_and_leaves_nothing_running(
         await sink.wait_for(lambda: not live_tasks(tasks_before), "tasks to end", STOP_WITHIN)
     assert not live_tasks(tasks_before), f"tasks left running: {live_tasks(tasks_before)}"
     assert not new_threads(threads_before), f"threads left running: {new_threads(threads_before)}"
+    await fds_back_to(fds_before, sink)
 
 
 # --- 3. restart -----------------------------------------------------------------------------
@@ -339,10 +368,13 @@ async def test_a_counterpart_lost_while_running(make_rig: RigFactory) -> None:
     rig = await make_rig()
     assert rig.counterpart is not None
     sink = RecordingSink()
+    fds_before = open_fds()
     async with running(rig, sink) as task:
         await until_serving(rig, sink)
         await rig.counterpart.lose()
         await keeps_trying(rig, sink, task)
+    # What the lost connection held is released too (it is not the counterpart's to close).
+    await fds_back_to(fds_before, sink)
 
 
 @pytest.mark.parametrize("make_rig", params(*SEVERAL_DEVICES), indirect=True)
