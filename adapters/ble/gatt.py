@@ -169,8 +169,9 @@ class GattLink:
 
     async def _close(self, client: Any) -> None:
         self.client = None
-        if not client.is_connected:
-            return
+        # Also after the peripheral dropped the link: newer bleak closes a client's own D-Bus
+        # connection only in disconnect() (which then sends nothing to the device), so
+        # skipping it would leak one socket per dropped connection.
         try:
             async with asyncio.timeout(DISCONNECT_TIMEOUT):
                 await client.disconnect()
