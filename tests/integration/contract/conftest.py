@@ -6,18 +6,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
-from tests.integration.contract.rigs import BUILDERS, Absent, Env, Rig, params
-
-
-class RigFactory(Protocol):
-    """Builds the fixture's adapter kind with its devices and counterpart."""
-
-    async def __call__(self, absent: Absent = "none") -> Rig:
-        """A rig whose devices' counterparts are all there, or with ``absent`` ones missing."""
+from tests.integration.contract.rigs import BUILDERS, Absent, Env, Rig, RigFactory, params
 
 
 @pytest.fixture(params=params())
@@ -35,13 +27,13 @@ async def make_rig(
     library = logging.getLogger("pymodbus")
     level = library.level
     library.setLevel(logging.CRITICAL)
-    async with contextlib.AsyncExitStack() as stack:
-        env = Env(stack, tmp_path, monkeypatch)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            env = Env(stack, tmp_path, monkeypatch)
 
-        async def factory(absent: Absent = "none") -> Rig:
-            return await build(env, absent)
+            async def factory(absent: Absent = "none") -> Rig:
+                return await build(env, absent)
 
-        try:
             yield factory
-        finally:
-            library.setLevel(level)
+    finally:
+        library.setLevel(level)

@@ -18,7 +18,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import pytest
 from _pytest.mark.structures import ParameterSet
@@ -98,6 +98,13 @@ class Env:
 
 
 Builder = Callable[[Env, Absent], Awaitable[Rig]]
+
+
+class RigFactory(Protocol):
+    """Builds one adapter kind with its devices and counterpart (the ``make_rig`` fixture)."""
+
+    async def __call__(self, absent: Absent = "none") -> Rig:
+        """A rig whose devices' counterparts are all there, or with ``absent`` ones missing."""
 
 
 # --- simulated ------------------------------------------------------------------------------

@@ -28,13 +28,13 @@ from edged.errors import (
     TransientAdapterError,
 )
 from edged.model import Command, DeviceIdentity, DeviceState, JSONValue
-from tests.integration.contract.conftest import RigFactory
 from tests.integration.contract.rigs import (
     SEVERAL_DEVICES,
     WITH_COMMANDS,
     WITH_COUNTERPART,
     Counterpart,
     Rig,
+    RigFactory,
     params,
 )
 from tests.support.sink import RecordingSink
