@@ -88,13 +88,26 @@ class Bridge:
         self._device_locks: dict[DeviceIdentity, asyncio.Lock] = {}
         self._oversize_logged: set[DeviceIdentity] = set()  # bounded: configured devices only
         self._topics: dict[tuple[DeviceIdentity, str], str] = {}
-        self._publish_problems = ProblemLog(log, "forwarder", quiet=60.0)
+        self._problems = ProblemLog(log, "bridge", quiet=60.0)
 
     # -- ReadingSink ---------------------------------------------------------------------------
 
     async def emit(self, reading: Reading) -> None:
-        """Encode ``reading`` as an event and queue it (waits while the queue is full)."""
-        payload = codec.encode_event(reading.values, reading.timestamp)
+        """Encode ``reading`` as an event and queue it (waits while the queue is full).
+
+        A reading that cannot be encoded (values from a device nested deeper than the encoder
+        writes, or not JSON at all) is dropped, counted and logged once per device.
+        """
+        try:
+            payload = codec.encode_event(reading.values, reading.timestamp)
+        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+            self.counters["readings_unencodable"] += 1
+            self._problems.fail(
+                f"encode:{reading.device}",
+                f"dropped a reading of {reading.device} that cannot be encoded as JSON: "
+                f"{safe(exc)} (further ones counted as readings_unencodable)",
+            )
+            return
         topic = self._event_topic(reading.device, reading.event)
         if not self._fits(reading.device, topic, payload):
             return
@@ -120,7 +133,9 @@ class Bridge:
             return
         self.states[device] = DeviceStatus(state, detail, time.time())
         if state in (DeviceState.OFFLINE, DeviceState.DOWN):
-            log.warning("device %s is %s%s", device, state.value, f": {detail}" if detail else "")
+            log.warning(
+                "device %s is %s%s", device, state.value, f": {safe(detail)}" if detail else ""
+            )
         elif current is not None and current.state in (DeviceState.OFFLINE, DeviceState.DOWN):
             log.info("device %s is %s again", device, state.value)
 
@@ -136,7 +151,7 @@ class Bridge:
                 "refused to publish %d bytes on %s: the platform's limit is %d bytes "
                 "(further refusals for %s are counted in the status event)",
                 len(payload),
-                topic,
+                safe(topic),
                 codec.MAX_PAYLOAD,
                 device,
             )
@@ -168,7 +183,7 @@ class Bridge:
                 self.counters["oversize_refused"] += 1
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 self.counters["publish_errors"] += 1
-                self._publish_problems.fail(
+                self._problems.fail(
                     type(exc).__name__,
                     f"dropped a message on {safe(message.topic)}: {safe(exc)!s} "
                     "(further ones counted in the status event as publish_errors)",

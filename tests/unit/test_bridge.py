@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import orjson
@@ -135,4 +136,31 @@ async def test_commands_for_a_device_whose_adapter_is_unavailable_fail_clearly()
     assert (
         body["error"]
         == "device ble/tag-1 is down: adapter ble unavailable: No module named 'bleak'"
+    )
+
+
+async def test_a_reading_that_cannot_be_encoded_is_dropped_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bridge, _ = _bridge()
+    deep: object = 1
+    for _ in range(300):  # deeper than the encoder writes; a device can send this as JSON
+        deep = [deep]
+    with caplog.at_level(logging.WARNING, logger="edged.bridge"):
+        for _ in range(3):
+            await bridge.emit(Reading(DEV, "reading", {"v": deep}, 1_700_000_000.0))
+        await bridge.emit(Reading(DEV, "reading", {"v": 1}, 1_700_000_000.0))
+    assert bridge.counters["readings_unencodable"] == 3
+    assert bridge.queue.qsize() == 1
+    assert len(caplog.records) == 1
+
+
+def test_a_state_detail_from_outside_is_logged_on_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bridge, _ = _bridge()
+    with caplog.at_level(logging.WARNING, logger="edged.bridge"):
+        bridge.set_state(DEV, DeviceState.OFFLINE, "bad frame\nERROR forged line")
+    assert caplog.records[0].getMessage() == (
+        "device sim/s-1 is offline: bad frame\\nERROR forged line"
     )
