@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.errors import PayloadTooLarge
+from edged.text import safe
 from edged.uplink.connect import ConnectError, FailureKind, ThreadCall, open_connection
 from edged.uplink.driver import LoopDriver
 from edged.uplink.pahoclient import LoopClient
@@ -620,9 +621,11 @@ class Uplink:
         except Exception:
             if not self._callback_failed:
                 self._callback_failed = True
-                log.exception("the message handler failed on %s (further failures at DEBUG)", topic)
+                log.exception(
+                    "the message handler failed on %s (further failures at DEBUG)", safe(topic)
+                )
             else:
-                log.debug("the message handler failed on %s", topic, exc_info=True)
+                log.debug("the message handler failed on %s", safe(topic), exc_info=True)
 
     def _on_subscribe(
         self,
