@@ -23,6 +23,7 @@ __all__ = ["YamlDocument", "format_loc", "load_yaml"]
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _FAILED = object()
 
 
@@ -125,8 +126,10 @@ def _key_part(key: Hashable) -> str | int:
 
 def _convert(node: yaml.Node, loader: _Replay, doc: YamlDocument, loc: Loc) -> Any:
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves << merge keys
+        own = {id(key_node) for key_node, _ in node.value if key_node.tag != _MERGE_TAG}
+        loader.flatten_mapping(node)  # resolves << merge keys: merged pairs come first
         result: dict[Any, Any] = {}
+        written: set[Any] = set()  # keys written in this mapping itself, not merged in
         for key_node, value_node in node.value:
             key = _scalar(key_node, loader, doc, loc)
             if key is _FAILED:
@@ -136,8 +139,10 @@ def _convert(node: yaml.Node, loader: _Replay, doc: YamlDocument, loc: Loc) -> A
                 continue
             key_loc = (*loc, _key_part(key))
             doc.lines[key_loc] = key_node.start_mark.line + 1
-            if key in result:
-                doc.problems.append(doc.problem(key_loc, "duplicate key"))
+            if id(key_node) in own:
+                if key in written:
+                    doc.problems.append(doc.problem(key_loc, "duplicate key"))
+                written.add(key)
             result[key] = _convert(value_node, loader, doc, key_loc)
         return result
     if isinstance(node, yaml.SequenceNode):
