@@ -217,6 +217,38 @@ def test_values_that_used_to_fail_at_run_time_are_refused(
     assert f"{where}: " in problems[0] and message in problems[0], problems
 
 
+@pytest.mark.parametrize(
+    ("device", "where"),
+    [
+        (
+            "{id: m1, type: t, adapter: modbus, modbus: {url: 'tcp://192.0.2.7', commands:"
+            " {valve: {address: 1, type: int16, min: 0, max: .nan}}}}",
+            "devices[0].modbus.commands.valve.max",
+        ),
+        (
+            "{id: m1, type: t, adapter: modbus, modbus: {url: 'tcp://192.0.2.7', report: changes,"
+            " points: {v: {address: 1, deadband: .inf}}}}",
+            "devices[0].modbus.points.v.deadband",
+        ),
+        (
+            "{id: d1, type: t, adapter: serial, serial: {port: /dev/ttyS0,"
+            " parser: {json: {fields: {a: {type: float, scale: .nan}}}}}}",
+            "devices[0].serial.parser.json.fields.a.scale",
+        ),
+        (
+            "{id: b1, type: t, adapter: ble, ble: {address: 'A4:C1:38:5E:12:34',"
+            " manufacturer_data: [{company_id: 1177, fields: {t: {type: int16, scale: .inf}}}]}}",
+            "devices[0].ble.manufacturer_data[0].fields.t.scale",
+        ),
+    ],
+    ids=["modbus-command-limit", "modbus-deadband", "serial-scale", "ble-scale"],
+)
+def test_adapters_refuse_nan_and_inf_numbers(device: str, where: str) -> None:
+    # A NaN command limit compared false both ways: any value was written to the valve.
+    problems = _problems(PLATFORM + f"devices:\n  - {device}\n")
+    assert any(f" {where}: " in problem and "finite" in problem for problem in problems), problems
+
+
 def test_a_token_env_with_a_nul_is_refused() -> None:
     # os.environ.get() raised ValueError ("embedded null byte") for this name.
     assert _problems(TOKENLESS + '  token_env: "A\\0B"\n') == [
