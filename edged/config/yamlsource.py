@@ -32,6 +32,9 @@ class _Replay(yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.res
 
     def __init__(self, events: Iterable[yaml.Event]) -> None:
         self._events = deque(events)
+        # id(mapping node) -> ids of the key nodes written in it, before merges were flattened
+        # into it (an aliased mapping is visited again, already flattened)
+        self.own_keys: dict[int, set[int]] = {}
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         yaml.resolver.Resolver.__init__(self)
@@ -126,7 +129,9 @@ def _key_part(key: Hashable) -> str | int:
 
 def _convert(node: yaml.Node, loader: _Replay, doc: YamlDocument, loc: Loc) -> Any:
     if isinstance(node, yaml.MappingNode):
-        own = {id(key_node) for key_node, _ in node.value if key_node.tag != _MERGE_TAG}
+        own = loader.own_keys.setdefault(
+            id(node), {id(key) for key, _ in node.value if key.tag != _MERGE_TAG}
+        )
         loader.flatten_mapping(node)  # resolves << merge keys: merged pairs come first
         result: dict[Any, Any] = {}
         written: set[Any] = set()  # keys written in this mapping itself, not merged in

@@ -120,6 +120,19 @@ def test_modest_aliases_and_merge_keys_still_work() -> None:
     assert [device.section.interval for device in config.devices] == [1.0, 2.0, 1.0]
 
 
+def test_an_aliased_mapping_with_a_merge_key_can_be_used_twice() -> None:
+    text = PLATFORM + (
+        "devices:\n"
+        "  - {id: s0, type: sim, adapter: simulated,"
+        " simulated: &base {interval: 1s, values: {t: {kind: sine}}}}\n"
+        "  - {id: s1, type: sim, adapter: simulated,"
+        " simulated: &fast {<<: *base, interval: 100ms}}\n"
+        "  - {id: s2, type: sim, adapter: simulated, simulated: *fast}\n"
+    )
+    config = load_config_text(text, "edged.yaml")
+    assert [device.section.interval for device in config.devices] == [1.0, 0.1, 0.1]
+
+
 @pytest.mark.parametrize(
     ("value", "where", "message"),
     [
