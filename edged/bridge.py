@@ -111,7 +111,9 @@ class Bridge:
         topic = self._event_topic(reading.device, reading.event)
         if not self._fits(reading.device, topic, payload):
             return
-        await self.queue.put(OutgoingMessage(topic, payload, self.qos))
+        message = OutgoingMessage(topic, payload, self.qos)
+        if not self.queue.put_nowait(message):  # no coroutine on the common path
+            await self.queue.put(message)
         self.counters["readings"] += 1
 
     def _event_topic(self, device: DeviceIdentity, event: str) -> str:
@@ -175,7 +177,7 @@ class Bridge:
         """
         queue = self.queue
         while True:
-            message = await queue.get()
+            message = queue.get_nowait() if not queue.empty() else await queue.get()
             try:
                 await publisher.publish(message.topic, message.payload, message.qos)
                 self.counters["forwarded"] += 1

@@ -6,8 +6,10 @@
   the episode logged once.
 * The **bulk** lane carries readings. It is bounded in messages *and* bytes; a full bulk lane
   makes :meth:`SendQueue.put` wait (backpressure into the adapters) instead of dropping. Each
-  such episode is logged once when it starts and once when it ends, with how many readings
-  waited and for how long.
+  such episode is logged once when it starts and once when it ends (the lane back to half its
+  bounds), with how many readings waited and for how long; an episode that starts within
+  :data:`EPISODE_QUIET` seconds of the last one's end is counted but logged at DEBUG, so a
+  producer that keeps the lane at its limit does not fill the log.
 
 The forwarder takes priority messages first, then bulk messages in the order they were put.
 """
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD = 64
 """Bytes counted per message on top of topic and payload (bookkeeping, MQTT header)."""
+EPISODE_QUIET = 60.0
+"""Seconds after a full episode ended during which a new one is logged at DEBUG only."""
 
 
 class OutgoingMessage(NamedTuple):
@@ -81,6 +85,8 @@ class SendQueue:
         self.priority_dropped = 0
         """Priority messages dropped because their lane was full (since start)."""
         self._full_since: float | None = None
+        self._episode_level = logging.WARNING
+        self._last_end = -EPISODE_QUIET
         self._episode_waits = 0
         self._dropping = False
 
@@ -111,6 +117,14 @@ class SendQueue:
         return count >= self.max_messages or (count > 0 and lane.bytes + size > self.max_bytes)
 
     # -- putting -------------------------------------------------------------------------------
+
+    def put_nowait(self, message: OutgoingMessage) -> bool:
+        """Queue a bulk message if there is room (no waiting); else False."""
+        size = len(message.payload) + len(message.topic) + MESSAGE_OVERHEAD
+        if self._bulk_full(size):
+            return False
+        self._append(self._bulk, message, size)
+        return True
 
     async def put(self, message: OutgoingMessage) -> None:
         """Queue a bulk message; waits while the bulk lane is full."""
@@ -159,15 +173,19 @@ class SendQueue:
         lane.bytes += size
         self._unfinished += 1
         self._all_done.clear()
-        self._wake(self._getters)
+        if self._getters:
+            self._wake(self._getters)
 
     def _begin_wait(self) -> None:
         self.waits += 1
         self._episode_waits += 1
         if self._full_since is None:
-            self._full_since = self.clock()
+            self._full_since = now = self.clock()
             self.full_episodes += 1
-            log.warning(
+            quiet = now - self._last_end < EPISODE_QUIET
+            self._episode_level = logging.DEBUG if quiet else logging.WARNING
+            log.log(
+                self._episode_level,
                 "the send queue is full (%d messages, %d bytes): readings wait for the uplink "
                 "(backpressure); the end of this episode is logged",
                 len(self._bulk.entries),
@@ -178,11 +196,13 @@ class SendQueue:
         if self._full_since is None or self._putters:
             return
         lane = self._bulk
-        if len(lane.entries) * 10 > self.max_messages * 9 or lane.bytes * 10 > self.max_bytes * 9:
-            return  # still nearly full: one episode, not one per freed slot
-        log.info(
+        if len(lane.entries) * 2 > self.max_messages or lane.bytes * 2 > self.max_bytes:
+            return  # still over half full: one episode, not one per freed slot
+        self._last_end = now = self.clock()
+        log.log(
+            logging.INFO if self._episode_level > logging.INFO else logging.DEBUG,
             "the send queue has room again after %.1f s; %d reading(s) waited",
-            self.clock() - self._full_since,
+            now - self._full_since,
             self._episode_waits,
         )
         self._full_since = None
@@ -209,8 +229,10 @@ class SendQueue:
         message, size, _ = lane.entries.popleft()
         lane.bytes -= size
         if lane is self._bulk:
-            self._wake(self._putters)
-            self._maybe_end_wait()
+            if self._putters:
+                self._wake(self._putters)
+            elif self._full_since is not None:
+                self._maybe_end_wait()
         return message
 
     def task_done(self) -> None:

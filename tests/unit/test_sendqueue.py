@@ -134,3 +134,24 @@ async def test_a_queued_reading_holds_a_few_hundred_bytes_not_kilobytes() -> Non
         tracemalloc.stop()
     # ~260 bytes here; orjson >= 3.11's own buffer alone would be ~4 KiB per reading.
     assert per_reading < 1024
+
+
+async def test_a_producer_that_keeps_the_queue_at_its_limit_does_not_fill_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    queue = SendQueue(10, 1 << 20, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="edged.sendqueue"):
+        for episode in range(5):
+            for n in range(10):
+                queue.put_nowait(msg(n))
+            waiting = asyncio.ensure_future(queue.put(msg(99)))
+            await asyncio.sleep(0)
+            while not queue.empty():
+                queue.get_nowait()
+                await asyncio.sleep(0)
+            await waiting
+            now[0] += 1.0 if episode < 3 else 61.0
+    assert queue.full_episodes == 5
+    # The first episode, and the first after a quiet minute; the ones between at DEBUG only.
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO", "WARNING", "INFO"]
