@@ -121,9 +121,11 @@ class SendQueue:
     def put_nowait(self, message: OutgoingMessage) -> bool:
         """Queue a bulk message if there is room (no waiting); else False."""
         size = len(message.payload) + len(message.topic) + MESSAGE_OVERHEAD
-        if self._bulk_full(size):
+        lane = self._bulk
+        count = len(lane.entries)
+        if count >= self.max_messages or (count and lane.bytes + size > self.max_bytes):
             return False
-        self._append(self._bulk, message, size)
+        self._append(lane, message, size)
         return True
 
     async def put(self, message: OutgoingMessage) -> None:
@@ -231,7 +233,7 @@ class SendQueue:
         if lane is self._bulk:
             if self._putters:
                 self._wake(self._putters)
-            elif self._full_since is not None:
+            elif self._full_since is not None and len(lane.entries) * 2 <= self.max_messages:
                 self._maybe_end_wait()
         return message
 
