@@ -9,32 +9,17 @@ Escaping leaves printable text alone, so applying it twice changes nothing.
 from __future__ import annotations
 
 from edged.adapters.base import Loc
+from edged.text import safe
 
 PATH_LIMIT = 256
 KEY_LIMIT = 64
 WHERE_LIMIT = 200
 MESSAGE_LIMIT = 300
 
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(char: str) -> str:
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
 
 def one_line(text: str, limit: int) -> str:
     """``text`` with non-printable characters escaped, cut to about ``limit`` characters."""
-    cut = len(text) - limit
-    if cut > 0:
-        text = text[:limit]
-    if not text.isprintable():
-        text = "".join(char if char.isprintable() else _escape(char) for char in text)
-    return f"{text}...(+{cut} chars)" if cut > 0 else text
+    return safe(text, limit, backslash=False)
 
 
 def format_loc(loc: Loc) -> str:
