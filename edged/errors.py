@@ -45,3 +45,15 @@ class CommandUnsupported(CommandError):
 
 class PayloadTooLarge(EdgedError):
     """A publication exceeds the platform's 131072-byte payload limit; it is never sent."""
+
+
+class PublishRejected(EdgedError):
+    """The broker acknowledged a QoS 1 publication with a failure reason (MQTT 5 PUBACK).
+
+    The broker will not take this message; sending it again cannot help.
+    """
+
+    def __init__(self, reason_code: int, reason_name: str) -> None:
+        super().__init__(f"the broker rejected the publication: {reason_name} ({reason_code})")
+        self.reason_code = reason_code
+        self.reason_name = reason_name

@@ -11,7 +11,13 @@ checks them against the installed paho):
 * ``Client._out_messages``: QoS > 0 messages paho keeps until their PUBACK (re-sent with DUP
   after a reconnect). Its length is the number awaiting PUBACK: reading it after each read
   event is the cheapest way to learn of PUBACKs (an ``on_publish`` callback would also run
-  for every QoS 0 message and cost more CPU than the rest of the publish path).
+  for every QoS 0 message and cost more CPU than the rest of the publish path). paho removes
+  a message from it only when its PUBACK (or PUBCOMP) arrives, inside ``loop_read()``, and in
+  ``drop_out_messages()`` (2.2; edged never calls it). It keeps the messages when the broker
+  reports no session after a reconnect, and re-sends them all.
+* ``MQTTMessageInfo._published``: set when paho took the message out of ``_out_messages`` on
+  its PUBACK; read through :func:`acknowledged` (the public ``is_published()`` raises for a
+  message handed over while disconnected).
 * ``Client._sock_close()``: closes the socket and fires ``on_socket_close``, for shutdown.
 """
 
@@ -23,6 +29,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+
+def acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """True once the broker acknowledged the QoS > 0 message ``info`` describes."""
+    return bool(info._published)
 
 
 class LoopClient(mqtt.Client):

@@ -6,11 +6,12 @@ that returns a connected socket (:mod:`edged.uplink.connect`); paho then only wr
 :mod:`edged.uplink.driver` watches the socket with ``add_reader`` / ``add_writer`` and runs
 paho's ``loop_misc`` every second for the keepalive.
 
-Flow control: :meth:`Uplink.publish` hands a message to paho and returns. It waits while the
-session is down and while ``max_inflight`` QoS 1 messages await PUBACK. paho keeps every QoS 1
-message until its PUBACK and re-sends it (DUP) after a reconnect, so none is lost while the
-process lives. PUBACKs are learnt by looking at paho's count of unacknowledged messages after
-each read event (see :mod:`edged.uplink.pahoclient`), which costs nothing per message.
+Flow control: :meth:`Uplink.publish` hands a message to paho and returns its delivery future.
+It waits while the session is down and while ``max_inflight`` QoS 1 messages await PUBACK.
+paho keeps every QoS 1 message until its PUBACK and re-sends it (DUP) after a reconnect, so
+none is lost while the process lives. PUBACKs are learnt by looking at paho's unacknowledged
+messages after each read event (see :mod:`edged.uplink.delivery`), not by a callback per
+message.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edged.errors import PayloadTooLarge
 from edged.text import safe
 from edged.uplink.connect import ConnectError, FailureKind, ThreadCall, open_connection
+from edged.uplink.delivery import Deliveries, UplinkClosedError
 from edged.uplink.driver import LoopDriver
 from edged.uplink.pahoclient import LoopClient
 from edged.uplink.policy import ReconnectPolicy, Step
@@ -67,10 +69,6 @@ def _close_quietly(sock: socket.socket) -> None:
         sock.close()
 
 
-class UplinkClosedError(RuntimeError):
-    """:meth:`Uplink.publish` after :meth:`Uplink.close` began."""
-
-
 class Uplink:
     """The gateway's MQTT session (see the module docstring).
 
@@ -86,6 +84,7 @@ class Uplink:
         self._v5 = settings.mqtt_version == "5"
         self._client = self._make_client()
         self._unacked = self._client.awaiting_ack
+        self._deliveries = Deliveries(self._unacked)
         self._driver = LoopDriver(
             self._client,
             after_read=self._after_read,
@@ -221,11 +220,18 @@ class Uplink:
         while not self._connected:
             await self._wait_progress()
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
-        """Hand one message to the session; never retained.
+    async def publish(self, topic: str, payload: bytes, qos: int) -> asyncio.Future[None]:
+        """Hand one message to the session; never retained. Returns its delivery future.
 
         Waits while disconnected and while ``max_inflight`` QoS 1 messages await PUBACK.
-        Raises :class:`~edged.errors.PayloadTooLarge` (counted, nothing sent) above 131072 bytes.
+        Raises :class:`~edged.errors.PayloadTooLarge` (counted, nothing sent) above 131072 bytes
+        and :class:`UplinkClosedError` once :meth:`close` began.
+
+        The future is done at once for QoS 0. For QoS 1 it gets ``None`` when the broker's
+        PUBACK arrives (after any re-sends), :class:`~edged.errors.PublishRejected` when the
+        PUBACK carries a failure reason (MQTT 5), :class:`UplinkClosedError` when the uplink
+        closed before the PUBACK, or :class:`~edged.uplink.delivery.DeliveryLost` if paho let
+        go of the message without one. Ignoring the future is fine.
         """
         if len(payload) > MAX_PAYLOAD:
             self._refused_oversize += 1
@@ -236,13 +242,18 @@ class Uplink:
         client = self._client
         while True:
             if self._connected and (qos == 0 or len(self._unacked) < self._window):
-                rc = client.publish(topic, payload, qos).rc
+                info = client.publish(topic, payload, qos)
+                rc = info.rc
                 if rc == _OK or (rc == _NO_CONN and qos):
                     # NO_CONN at QoS > 0: paho keeps the message and sends it after CONNACK.
                     self._published += 1
+                    delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                     if qos:
                         self._handed_qos1 += 1
-                    return
+                        self._deliveries.track(info, delivery)
+                    else:
+                        delivery.set_result(None)
+                    return delivery
                 await self._not_handed_over(topic, qos, rc)
                 continue
             if self._closing:
@@ -263,12 +274,17 @@ class Uplink:
         return True
 
     async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - the app's interface
-        """Flush in-flight QoS 1 messages (at most ``timeout`` s), DISCONNECT, end :meth:`run`."""
+        """Flush in-flight QoS 1 messages (at most ``timeout`` s), DISCONNECT, end :meth:`run`.
+
+        The delivery futures of messages still unacknowledged then fail with
+        :class:`UplinkClosedError`.
+        """
         deadline = time.monotonic() + timeout
         first = not self._closing
         self._closing = True
         if not self._running:
             self._state = UplinkState.CLOSED
+            self._deliveries.abandon()
             return
         if first:
             self._state = UplinkState.CLOSING
@@ -295,6 +311,7 @@ class Uplink:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
                 await self._finished.wait()
+        self._deliveries.abandon()
 
     async def run(self) -> None:
         """Connect, then reconnect with backoff forever; returns after :meth:`close`."""
@@ -499,6 +516,7 @@ class Uplink:
             event.set()
 
     def _after_read(self) -> None:
+        self._deliveries.settle()
         # Wake publishers as soon as there is room for one more: their next PUBLISH carries
         # the ACK a broker without TCP_NODELAY waits for before sending further PUBACKs.
         if self._waiters and len(self._unacked) < self._window:
@@ -656,6 +674,7 @@ class Uplink:
     ) -> None:
         if reason.is_failure:
             self._rejected += 1
+            self._deliveries.refused(mid, reason.value, reason.getName())
             if reason.value not in self._rejected_reasons:
                 self._rejected_reasons.add(reason.value)
                 log.warning(
