@@ -14,7 +14,8 @@ whose future has already resolved.
 Failures: when a commit fails (disk full, I/O error) the store keeps nothing since the last
 commit. The waiting append futures fail with :class:`OutboxDiskFull` or :class:`OutboxIOError`
 (the caller keeps those messages and appends them again later); the deletes are kept here and
-tried again with the next commit, at the latest :data:`RETRY_DELAY` seconds later. The thread
+tried again with the next commit, at the latest :data:`RETRY_DELAY` seconds later. After a full
+disk the WAL is checkpointed and cut to zero bytes at once (it may be what fills it). The thread
 keeps serving, and a later commit succeeds as soon as the disk does.
 """
 
@@ -32,6 +33,7 @@ from typing import Any
 
 from edged.outbox.store import (
     OpenReport,
+    OutboxDiskFull,
     OutboxError,
     OutboxIOError,
     OutboxStore,
@@ -277,6 +279,8 @@ class DiskThread:
     def _fail_batch(self, exc: BaseException) -> None:
         """Everything since the last commit is gone: fail its appends, keep its deletes."""
         self.store.rollback()
+        if isinstance(exc, OutboxDiskFull):
+            self.store.checkpoint()  # a WAL of rewritten pages may be what fills the disk
         self.commit_failures += 1
         waiting, self._waiting = self._waiting, []
         self._redo = self._deleted + self._redo
