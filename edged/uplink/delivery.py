@@ -16,6 +16,9 @@ How a future ends:
   that in ``drop_out_messages()``, which edged never calls): not known to be delivered;
 * :class:`UplinkClosedError`: the uplink closed before the PUBACK (:meth:`Deliveries.abandon`).
 
+While neither happened they stay pending: a frozen broker, a reconnect, or a ``run()`` cancelled
+without ``close()`` (paho keeps the messages; the next ``run()`` re-sends them) only delay them.
+
 Exceptions are marked as retrieved when set, so a caller that ignores its futures (the uplink
 already logs rejections and what was unacknowledged at shutdown) gets no asyncio complaints.
 """
