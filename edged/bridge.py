@@ -36,8 +36,12 @@ TOPIC_CACHE_SIZE = 4096
 class Publisher(Protocol):
     """The part of the uplink the forwarder needs."""
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
-        """Hand one message to the MQTT session (waits while it cannot take more)."""
+    async def publish(self, topic: str, payload: bytes, qos: int) -> object:
+        """Hand one message to the MQTT session (waits while it cannot take more).
+
+        What it returns (the uplink's delivery future) is not used by the in-memory queue:
+        a message counts as sent once handed over.
+        """
 
 
 @dataclass
