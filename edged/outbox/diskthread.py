@@ -129,6 +129,12 @@ class DiskThread:
         self._queue.put(("oldest", limit, future))
         return future
 
+    def device_counts(self) -> asyncio.Future[list[tuple[int, str, int]]]:
+        """(lane, device, rows) of every lane and device with stored rows (commits first)."""
+        future: asyncio.Future[list[tuple[int, str, int]]] = self._future()
+        self._queue.put(("counts", future))
+        return future
+
     async def close(self) -> None:
         """Commit what is queued, close the store and end the thread (waits at most 5 s)."""
         thread = self._thread
@@ -221,6 +227,8 @@ class DiskThread:
             self._read(op[3], self.store.load, op[1], op[2])
         elif kind == "oldest":
             self._read(op[2], self.store.oldest_bulk, op[1])
+        elif kind == "counts":
+            self._read(op[1], self.store.device_counts)
 
     def _append(self, rows: list[Row], future: asyncio.Future[list[int]]) -> None:
         try:

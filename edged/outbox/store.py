@@ -471,6 +471,14 @@ class OutboxStore:
         )
         return [(int(ident), str(device), int(size)) for ident, device, size in cursor]
 
+    def device_counts(self) -> list[tuple[int, str, int]]:
+        """(lane, device, rows) for every lane and device with stored rows."""
+        cursor = self._read(
+            "SELECT lane, device, COUNT(*) FROM messages WHERE id > ? GROUP BY lane, device",
+            (0,),
+        )
+        return [(int(lane), str(device), int(count)) for lane, device, count in cursor]
+
     def totals(self) -> tuple[int, int]:
         """(rows, payload + topic bytes) stored, counting uncommitted appends and deletes."""
         return self._pending_rows, self._pending_bytes

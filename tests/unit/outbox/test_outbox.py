@@ -1,0 +1,191 @@
+"""The outbox's rules, on a real SQLite store in a temporary directory.
+
+Delivery futures are plain asyncio futures settled by the test as the uplink would settle them
+(the uplink's own futures are tested against a real broker in tests/integration/uplink).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from edged.errors import PublishRejected
+from edged.outbox import DiskThread, OutboxStore
+from edged.outbox.outbox import Entry, Outbox
+from edged.sendqueue import OutgoingMessage
+from edged.uplink import DeliveryLost, UplinkClosedError
+
+PRIORITY, BULK = 0, 2
+
+
+def msg(device: str, n: int, size: int = 10) -> OutgoingMessage:
+    return OutgoingMessage(
+        f"iot-2/type/t/id/{device}/evt/e/fmt/json", f"{n}".encode().ljust(size), 1
+    )
+
+
+def label(entry: Entry) -> str:
+    return f"{entry.device}{entry.message.payload.decode().strip()}"
+
+
+async def opened(path: Path, **options: object) -> Outbox:
+    disk = DiskThread(OutboxStore(str(path)), commit_interval=0.01)
+    outbox = Outbox(disk, **{"max_bytes": 1 << 30, **options})  # type: ignore[arg-type]
+    await outbox.start()
+    return outbox
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+    box = await opened(tmp_path / "outbox.db")
+    yield box
+    await box.close()
+
+
+async def take(outbox: Outbox, count: int) -> list[Entry]:
+    return [await asyncio.wait_for(outbox.next(), 5) for _ in range(count)]
+
+
+def ack(outbox: Outbox, entry: Entry, error: BaseException | None = None) -> None:
+    delivery: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    if error is None:
+        delivery.set_result(None)
+    else:
+        delivery.set_exception(error)
+        delivery.exception()
+    outbox.sent(entry, delivery)
+
+
+async def rows_on_disk(outbox: Outbox) -> int:
+    return len(await outbox.disk.load(0, 1_000_000))
+
+
+async def test_devices_take_turns_and_each_keeps_its_order(outbox: Outbox) -> None:
+    for n in range(3):
+        outbox.put(BULK, "a", msg("a", n))
+    outbox.put(BULK, "b", msg("b", 0))
+    assert [label(e) for e in await take(outbox, 4)] == ["a0", "b0", "a1", "a2"]
+
+
+async def test_command_results_go_before_telemetry(outbox: Outbox) -> None:
+    outbox.put(BULK, "a", msg("a", 0))
+    outbox.put(PRIORITY, "a", msg("a", 9))
+    assert [label(e) for e in await take(outbox, 2)] == ["a9", "a0"]
+
+
+async def test_a_held_device_is_skipped_without_being_reordered(tmp_path: Path) -> None:
+    held = {"a"}
+    box = await opened(tmp_path / "o.db", is_held=held.__contains__)
+    try:
+        for n in range(2):
+            box.put(BULK, "a", msg("a", n))
+        box.put(BULK, "b", msg("b", 0))
+        assert [label(e) for e in await take(box, 1)] == ["b0"]
+        waiting = asyncio.ensure_future(box.next())
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        held.clear()
+        box.wake()
+        assert label(await asyncio.wait_for(waiting, 5)) == "a0"
+        assert [label(e) for e in await take(box, 1)] == ["a1"]
+    finally:
+        await box.close()
+
+
+async def test_an_acknowledged_message_is_deleted_and_an_unacknowledged_one_kept(
+    outbox: Outbox,
+) -> None:
+    for n in range(2):
+        outbox.put(BULK, "a", msg("a", n))
+    first, second = await take(outbox, 2)
+    ack(outbox, first)
+    ack(outbox, second, UplinkClosedError("closing"))
+    await asyncio.sleep(0.05)
+    assert [m.payload.strip() for m in await outbox.disk.load(0, 10)] == [b"1"]
+    assert outbox.depth == 1
+
+
+async def test_a_rejected_message_is_deleted_and_counted(outbox: Outbox) -> None:
+    outbox.put(BULK, "a", msg("a", 0))
+    (entry,) = await take(outbox, 1)
+    ack(outbox, entry, PublishRejected(0x87, "Not authorized"))
+    await asyncio.sleep(0.05)
+    assert await rows_on_disk(outbox) == 0
+    assert outbox.counters["rejected"] == 1
+
+
+async def test_a_message_the_uplink_lost_track_of_is_sent_again_first(outbox: Outbox) -> None:
+    for n in range(3):
+        outbox.put(BULK, "a", msg("a", n))
+    first, _ = await take(outbox, 2)
+    ack(outbox, first, DeliveryLost("dropped by paho"))
+    assert [label(e) for e in await take(outbox, 2)] == ["a0", "a2"]
+
+
+async def test_what_was_not_acknowledged_is_replayed_after_a_restart_interleaved_with_live_data(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.db"
+    box = await opened(path)
+    for n in range(4):
+        box.put(BULK, "old", msg("old", n))
+    (sent,) = await take(box, 1)
+    ack(box, sent)
+    await asyncio.sleep(0.05)
+    await box.close()
+
+    again = await opened(path)
+    try:
+        assert again.depth == 3
+        again.put(BULK, "live", msg("live", 0))
+        again.put(BULK, "live", msg("live", 1))
+        again.put(BULK, "old", msg("old", 4))  # waits behind its own backlog
+        labels = [label(e) for e in await take(again, 6)]
+        assert [x for x in labels if x.startswith("old")] == ["old1", "old2", "old3", "old4"]
+        assert [x for x in labels if x.startswith("live")] == ["live0", "live1"]
+        assert labels.index("live0") < labels.index("old3")  # live data is not starved
+    finally:
+        await again.close()
+
+
+async def test_a_backlog_larger_than_memory_stays_on_disk_and_comes_back_in_order(
+    tmp_path: Path,
+) -> None:
+    box = await opened(tmp_path / "o.db", memory_bytes=2000)
+    try:
+        for n in range(300):
+            box.put(BULK, "a", msg("a", n, size=50))
+        assert box._memory <= 2000
+        seen = []
+        for _ in range(300):
+            (entry,) = await take(box, 1)
+            seen.append(int(entry.message.payload))
+            ack(box, entry)
+        assert seen == list(range(300))
+    finally:
+        await box.close()
+
+
+async def test_over_the_cap_the_oldest_telemetry_is_dropped_and_counted(tmp_path: Path) -> None:
+    sizes: Callable[[OutgoingMessage], int] = lambda m: len(m.payload) + len(m.topic)  # noqa: E731
+    one = sizes(msg("a", 0, size=100))
+    box = await opened(tmp_path / "o.db", max_bytes=10 * one)
+    try:
+        box.put(PRIORITY, "a", msg("a", 999, size=100))
+        for n in range(30):
+            box.put(BULK, "a", msg("a", n, size=100))
+        for _ in range(100):
+            if box.stored_bytes <= 10 * one:
+                break
+            await asyncio.sleep(0.01)
+        assert box.stored_bytes <= 10 * one
+        kept = [label(e) for e in await take(box, box.depth)]
+        assert kept[0] == "a999"  # never dropped for telemetry
+        bulk = [int(x[1:]) for x in kept[1:]]
+        assert bulk == sorted(bulk) and bulk[-1] == 29  # the newest kept, the oldest dropped
+        assert box.dropped["a"] == 30 - len(bulk)  # produced = kept + dropped, exactly
+    finally:
+        await box.close()
