@@ -19,11 +19,12 @@ from edged.app import Gateway
 from edged.backoff import Backoff
 from edged.bridge import Bridge
 from edged.config import load_config
-from edged.model import DeviceIdentity
-from edged.sendqueue import OutgoingMessage
+from edged.model import DeviceIdentity, OutgoingMessage
+from edged.outbox import BULK_LANE
 from edged.supervisor import keep_running
 from tests.support.broker import Broker
 from tests.support.daemon import write_config
+from tests.support.outbox import open_outbox
 
 pytestmark = pytest.mark.integration
 
@@ -57,29 +58,36 @@ async def test_a_failing_core_task_is_logged_once_and_restarted(
 
 
 class Publisher:
+    """Refuses topics with "bad" in them as the uplink refuses a bug; acknowledges the rest."""
+
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
+    async def publish(self, topic: str, payload: bytes, qos: int) -> asyncio.Future[None]:
         if "bad" in topic:
             raise ValueError("Publish topic cannot contain wildcards.")
         self.sent.append(topic)
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivery.set_result(None)
+        return delivery
 
 
 async def test_a_message_the_uplink_rejects_is_dropped_and_the_rest_go_on(
-    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bridge = Bridge(GW, [])
-    for topic in ("a", "bad/1", "b", "bad/2", "c"):
-        await bridge.queue.put(OutgoingMessage(topic, b"{}", 1))
     publisher = Publisher()
-    with caplog.at_level(logging.ERROR, logger="edged.bridge"):
-        forwarder = asyncio.ensure_future(bridge.forward(publisher))
-        await asyncio.wait_for(bridge.queue.join(), 5)
-        forwarder.cancel()
-        await asyncio.gather(forwarder, return_exceptions=True)
+    async with open_outbox(tmp_path) as outbox:
+        bridge = Bridge(GW, [], outbox)
+        for topic in ("a", "bad/1", "b", "bad/2", "c"):
+            outbox.put(BULK_LANE, "d", OutgoingMessage(topic, b"{}", 1))
+        with caplog.at_level(logging.ERROR, logger="edged.bridge"):
+            forwarder = asyncio.ensure_future(bridge.forward(publisher))
+            await asyncio.wait_for(outbox.wait_empty(), 5)  # every row deleted: none left behind
+            forwarder.cancel()
+            await asyncio.gather(forwarder, return_exceptions=True)
     assert publisher.sent == ["a", "b", "c"]
-    assert bridge.counters["publish_errors"] == 2
+    assert bridge.counters["publish_errors"] == 2 and bridge.counters["forwarded"] == 3
+    assert outbox.counters["delivered"] == 3 and outbox.counters["discarded"] == 2
     assert len(caplog.records) == 1
 
 

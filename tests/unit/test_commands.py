@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 
 import orjson
 import pytest
@@ -21,34 +22,46 @@ from edged.adapters.simulated.adapter import SimulatedDevice
 from edged.adapters.simulated.config import DeviceConfig
 from edged.bridge import Bridge
 from edged.commands import MAX_REQ_ID, CommandDesk, RecentRequests
-from edged.model import Command, CommandStatus, DeviceIdentity, JSONValue
-from edged.sendqueue import OutgoingMessage
+from edged.model import Command, CommandStatus, DeviceIdentity, JSONValue, OutgoingMessage
+from edged.outbox import PRIORITY_LANE, Outbox
 from edged.text import safe
+from tests.support.outbox import open_outbox, take_all
 
 GW = DeviceIdentity("gw", "gw-1")
 DEV = DeviceIdentity("sim", "s-1")
 
 
-def collect_into(messages: list[OutgoingMessage]) -> Callable[[OutgoingMessage], bool]:
-    def deliver(message: OutgoingMessage) -> bool:
+def collect_into(
+    messages: list[OutgoingMessage],
+) -> Callable[[DeviceIdentity, OutgoingMessage], bool]:
+    def deliver(device: DeviceIdentity, message: OutgoingMessage) -> bool:
+        assert message.topic.startswith(f"iot-2/type/{device.type_id}/id/{device.device_id}/")
         messages.append(message)
         return True
 
     return deliver
 
 
-def _bridge(command_delay: float = 0.0) -> Bridge:
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+    async with open_outbox(tmp_path) as box:
+        yield box
+
+
+def _bridge(outbox: Outbox, command_delay: float = 0.0) -> Bridge:
     section = DeviceConfig.model_validate(
         {"values": {"t": {"kind": "constant", "min": 5}}, "command_delay": command_delay}
     )
     device = SimulatedDevice(DeviceSpec(DEV, section, "reading", ("devices", 0)))
-    return Bridge(GW, [device])
+    return Bridge(GW, [device], outbox)
 
 
 async def _results(bridge: Bridge, count: int = 1) -> list[dict[str, object]]:
     bodies = []
     for _ in range(count):
-        message = await asyncio.wait_for(bridge.queue.get(), 5)
+        entry = await asyncio.wait_for(bridge.outbox.next(), 5)
+        assert (entry.lane, entry.device) == (PRIORITY_LANE, "sim/s-1")
+        message = entry.message
         assert message.topic == "iot-2/type/sim/id/s-1/evt/cmdResult/fmt/json"
         assert len(message.payload) <= codec.MAX_PAYLOAD
         body = orjson.loads(message.payload)
@@ -67,8 +80,10 @@ async def _settle(bridge: Bridge) -> None:
     await asyncio.wait_for(bridge.commands.wait_idle(), 5)
 
 
-async def test_an_echo_too_large_for_the_platform_ends_in_a_small_failed_result() -> None:
-    bridge = _bridge()
+async def test_an_echo_too_large_for_the_platform_ends_in_a_small_failed_result(
+    outbox: Outbox,
+) -> None:
+    bridge = _bridge(outbox)
     _send(bridge, "echo", orjson.dumps({"reqId": "big", "blob": "x" * 131_000}))
     (body,) = await _results(bridge)
     assert body["status"] == "failed" and body["reqId"] == "big"
@@ -77,20 +92,21 @@ async def test_an_echo_too_large_for_the_platform_ends_in_a_small_failed_result(
     assert bridge.commands.counters["results_too_large"] == 1
 
 
-async def test_a_reqid_too_long_to_echo_is_rejected_without_it() -> None:
-    bridge = _bridge()
+async def test_a_reqid_too_long_to_echo_is_rejected_without_it(outbox: Outbox) -> None:
+    bridge = _bridge(outbox)
     _send(bridge, "echo", orjson.dumps({"reqId": "r" * 140_000}))
     (body,) = await _results(bridge)
     assert body["status"] == "rejected" and body["reqId"] is None
     assert f"at most {MAX_REQ_ID} allowed" in str(body["error"])
     await _settle(bridge)
-    assert bridge.queue.empty()
+    assert take_all(bridge.outbox) == []
 
 
 async def test_json_nested_too_deep_to_encode_ends_in_a_failed_result(
+    outbox: Outbox,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    bridge = _bridge()
+    bridge = _bridge(outbox)
     deep = '{"reqId": "deep", "v": ' + "[" * 400 + "]" * 400 + "}"
     with caplog.at_level(logging.ERROR):
         _send(bridge, "echo", deep.encode())
@@ -105,9 +121,9 @@ async def test_json_nested_too_deep_to_encode_ends_in_a_failed_result(
     [("sét", "json"), ("a b", "json"), ("", "json"), ("x" * 129, "json"), ("echo", "j$on")],
 )
 async def test_a_command_or_format_level_outside_the_character_set_is_rejected(
-    name: str, fmt: str
+    outbox: Outbox, name: str, fmt: str
 ) -> None:
-    bridge = _bridge()
+    bridge = _bridge(outbox)
     _send(bridge, name, b'{"reqId": "bad-level"}', fmt)
     (body,) = await _results(bridge)
     assert body["status"] == "rejected"
@@ -134,8 +150,10 @@ async def test_a_repeat_while_the_first_runs_is_not_carried_out_again() -> None:
     assert desk.counters["commands_repeated"] == 1
 
 
-async def test_a_repeat_after_the_first_ended_gets_the_first_result_again() -> None:
-    bridge = _bridge()
+async def test_a_repeat_after_the_first_ended_gets_the_first_result_again(
+    outbox: Outbox,
+) -> None:
+    bridge = _bridge(outbox)
     _send(bridge, "set", b'{"reqId": "s-9", "t": 7}')
     (first,) = await _results(bridge)
     _send(bridge, "set", b'{"reqId": "s-9", "t": 8}')
@@ -178,7 +196,7 @@ async def test_commands_over_the_cap_get_a_failed_result_each() -> None:
 
 
 async def test_results_that_cannot_be_queued_are_counted() -> None:
-    desk = CommandDesk(lambda command: asyncio.sleep(0), lambda m: False)
+    desk = CommandDesk(lambda command: asyncio.sleep(0), lambda device, m: False)
     desk.handle(topics.CommandTopic(DEV, "x", "json"), b"not json")
     assert desk.counters["results_dropped"] == 1
     assert desk.counters["commands_rejected"] == 1
@@ -194,7 +212,7 @@ def test_a_command_topic_with_an_unnameable_device_is_not_a_command() -> None:
 async def test_an_unnameable_command_is_logged_once_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    desk = CommandDesk(lambda command: asyncio.sleep(0), lambda m: True)
+    desk = CommandDesk(lambda command: asyncio.sleep(0), lambda device, m: True)
     with caplog.at_level(logging.DEBUG, logger="edged.commands"):
         desk.refuse_unnamed("iot-2/type/sim/id/bad id\nFAKE ERROR line/cmd/x/fmt/json")
         desk.refuse_unnamed("iot-2/type/sim/id/other/cmd/x/fmt/json")

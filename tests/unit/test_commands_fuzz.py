@@ -1,14 +1,17 @@
 """Fuzzed commands: each one to a nameable device gets exactly one small, valid result.
 
-Commands go through the real topic parser, the bridge and a simulated adapter (whose ``echo``
-sends the body back, so oversized and deeply nested results are reached too).
+Commands go through the real topic parser, the bridge, a simulated adapter (whose ``echo``
+sends the body back, so oversized and deeply nested results are reached too) and a real outbox
+(a fresh one per example).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +21,8 @@ from edged.adapters.simulated.adapter import SimulatedDevice
 from edged.adapters.simulated.config import DeviceConfig
 from edged.bridge import Bridge
 from edged.model import DeviceIdentity
+from edged.outbox import PRIORITY_LANE, Outbox
+from tests.support.outbox import open_outbox
 
 GW = DeviceIdentity("gw", "gw-1")
 DEV = DeviceIdentity("sim", "s-1")
@@ -55,9 +60,17 @@ BODY = st.one_of(
 )
 
 
-async def _run(commands: list[tuple[DeviceIdentity, str, str, bytes]]) -> int:
+async def _run(directory: Path, commands: list[tuple[DeviceIdentity, str, str, bytes]]) -> int:
+    async with open_outbox(directory) as outbox:
+        return await _unanswered(outbox, commands)
+
+
+async def _unanswered(
+    outbox: Outbox, commands: list[tuple[DeviceIdentity, str, str, bytes]]
+) -> int:
     section = DeviceConfig.model_validate({"values": {"t": {}}, "command_delay": 0})
-    bridge = Bridge(GW, [SimulatedDevice(DeviceSpec(DEV, section, "reading", ("devices", 0)))])
+    device = SimulatedDevice(DeviceSpec(DEV, section, "reading", ("devices", 0)))
+    bridge = Bridge(GW, [device], outbox)
     bridge.gateway_commands["ping"] = lambda command: {"pong": True}
     routed = 0
     for device, name, fmt, body in commands:
@@ -71,8 +84,9 @@ async def _run(commands: list[tuple[DeviceIdentity, str, str, bytes]]) -> int:
             assert "/" in name or "/" in fmt or not parsed
     await asyncio.wait_for(bridge.commands.wait_idle(), 10)
     results = 0
-    while not bridge.queue.empty():
-        message = bridge.queue.get_nowait()
+    while (entry := outbox.take_nowait()) is not None:
+        assert entry.lane == PRIORITY_LANE
+        message = entry.message
         assert len(message.payload) <= codec.MAX_PAYLOAD
         body = orjson.loads(message.payload)
         assert body["status"] in {"ok", "rejected", "failed", "unsupported", "timeout"}
@@ -89,7 +103,9 @@ async def _run(commands: list[tuple[DeviceIdentity, str, str, bytes]]) -> int:
     )
 )
 def test_every_routed_command_gets_exactly_one_result(
+    tmp_path_factory: pytest.TempPathFactory,
     commands: list[tuple[DeviceIdentity, str, str, bytes]],
 ) -> None:
     # A repeated reqId answers with the first result, which is still one result per message.
-    assert asyncio.run(_run(commands)) == 0
+    # Each example gets an empty outbox of its own: nothing left from the one before.
+    assert asyncio.run(_run(tmp_path_factory.mktemp("outbox"), commands)) == 0
