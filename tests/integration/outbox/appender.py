@@ -3,10 +3,11 @@
     python appender.py DB TAG SYNCHRONOUS
 
 After each append's future resolves it prints ``A id=TAG:seq ...`` (those rows are committed),
-then queues the deletion of every other id of that batch. The next resolved append proves the
-deletes queued before it were committed too (a commit covers everything queued before it), so it
-prints ``D id ...`` for them first. Lines are flushed one by one; the parent trusts only complete
-lines.
+then ``Q id ...`` for every other id of that batch and queues their deletion. The next resolved
+append proves the deletes queued before it were committed too (a commit covers everything queued
+before it), so it prints ``D id ...`` for them first. Deletes queued but not confirmed when the
+child dies may or may not have been committed. Lines are flushed one by one; the parent trusts
+only complete lines.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ async def main(path: str, tag: str, synchronous: str) -> None:
             "A "
             + " ".join(f"{i}={tag}:{n}" for i, n in zip(ids, range(seq, seq + BATCH), strict=True))
         )
+        queued_deletes = ids[::2]
+        lines.append("Q " + " ".join(map(str, queued_deletes)))
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
-        queued_deletes = ids[::2]
         disk.delete(queued_deletes)
         seq += BATCH
 

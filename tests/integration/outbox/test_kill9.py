@@ -28,9 +28,10 @@ APPENDER = Path(__file__).with_name("appender.py")
 
 @dataclass
 class Printed:
-    """What the child said before it died: committed rows and committed deletes."""
+    """What the child said before it died: committed rows, queued and committed deletes."""
 
     rows: dict[int, bytes] = field(default_factory=dict)
+    queued: set[int] = field(default_factory=set)
     deleted: set[int] = field(default_factory=set)
 
     def take(self, line: str) -> None:
@@ -39,6 +40,8 @@ class Printed:
             for item in rest.split():
                 ident, _, payload = item.partition("=")
                 self.rows[int(ident)] = payload.encode()
+        elif kind == "Q":
+            self.queued.update(int(ident) for ident in rest.split())
         elif kind == "D":
             self.deleted.update(int(ident) for ident in rest.split())
 
@@ -108,10 +111,17 @@ def test_every_committed_row_survives_kill_9_and_ids_keep_growing(
         tag = f"r{round_no}"
         printed = run_and_kill(path, tag, synchronous, lines, delay)
         rows = {m.id: m.payload for m in reopen(path)}
-        kept = {i: p for i, p in printed.rows.items() if i not in printed.deleted}
+        kept = {i: p for i, p in printed.rows.items() if i not in printed.queued}
         assert len(kept) >= lines * 5
-        missing = [i for i in kept if rows.get(i) != kept[i]]
-        assert not missing, f"round {round_no}: committed rows lost after kill -9: {missing[:10]}"
+        # Only the deletes of the last batch can be unconfirmed: they may or may not be done.
+        assert len(printed.queued - printed.deleted) <= 5
+        missing = sorted(i for i in kept if rows.get(i) != kept[i])
+        assert not missing, (
+            f"round {round_no}: committed rows lost after kill -9: {missing[:10]}; "
+            f"stored there: {sorted(i for i in rows if abs(i - missing[0]) < 30)}; "
+            f"printed: {sorted(i for i in printed.rows if abs(i - missing[0]) < 30)}; "
+            f"deleted: {sorted(i for i in printed.deleted if abs(i - missing[0]) < 30)}"
+        )
         resurrected = printed.deleted & rows.keys()
         assert not resurrected, f"round {round_no}: committed deletes undone: {sorted(resurrected)}"
         # Earlier rounds' survivors are untouched.

@@ -151,10 +151,12 @@ async def test_a_cancelled_append_is_still_written(path: str) -> None:
 
 
 async def test_close_commits_what_is_queued_and_ends_the_thread(path: str) -> None:
-    disk = DiskThread(OutboxStore(path), commit_interval=3600)
+    disk = DiskThread(OutboxStore(path), commit_interval=3600, commit_batch=1)
     disk.start()
+    first = await disk.append([row(0)])
+    disk.commit_batch = 1000
     pending = disk.append([row(1), row(2)])
-    disk.delete([1])  # the first id of a new database
+    disk.delete(first)
     await disk.close()
     assert pending.done() and len(pending.result()) == 2
     assert not any(t.name == "edged-outbox-disk" for t in threading.enumerate())
@@ -163,7 +165,7 @@ async def test_close_commits_what_is_queued_and_ends_the_thread(path: str) -> No
         disk.append([row(3)])
     with pytest.raises(RuntimeError, match="not running"):
         disk.delete([1])
-    assert stored(path) == [b"2"]
+    assert stored(path) == [b"1", b"2"]
 
 
 async def test_a_start_that_fails_raises_and_leaves_no_thread(path: str) -> None:
