@@ -468,3 +468,16 @@ def test_methods_of_a_closed_store_raise(path: str) -> None:
             opened.open()
     finally:
         opened.close()
+
+
+def test_device_counts_count_rows_per_lane_and_device(store: OutboxStore) -> None:
+    ids = store.append(
+        [
+            row(1, device="a/1"),
+            row(2, device="a/1"),
+            row(3, lane=0, device="a/1"),
+            row(4, device="b/2"),
+        ]
+    )
+    store.delete([ids[1]])
+    assert sorted(store.device_counts()) == [(0, "a/1", 1), (2, "a/1", 1), (2, "b/2", 1)]
