@@ -9,6 +9,11 @@ lint:
 bench:
 	scripts/dev bench
 
+# The outbox under faults (also part of `make test`; this runs it alone).
+.PHONY: reliability
+reliability:
+	scripts/dev reliability
+
 # Slow suites, run by hand (not in CI): the .deb on a Debian 13 chroot.
 .PHONY: deb-check
 deb-check:

@@ -16,6 +16,7 @@ cancellation is reported in :attr:`Gateway.stuck_tasks` instead of hanging the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -29,6 +30,7 @@ from edged.config import Config
 from edged.health import HealthReport
 from edged.model import Command, DeviceState, JSONValue
 from edged.notifylog import NotifyLog
+from edged.outbox import DiskThread, Outbox, OutboxStore
 from edged.supervisor import Supervisor, keep_running
 from edged.systemd import Notifier
 from edged.text import safe
@@ -52,14 +54,24 @@ class Gateway:
         self._unavailable: dict[str, str] = {}
         self.notify = NotifyLog()
         self._build_adapters()
+        storage = config.storage
+        self.outbox = Outbox(
+            DiskThread(
+                OutboxStore(storage.resolved_path, synchronous=storage.synchronous.upper()),
+                commit_interval=storage.commit_interval,
+                commit_batch=storage.commit_batch,
+            ),
+            max_bytes=storage.max_bytes,
+            memory_bytes=storage.memory_bytes,
+        )
         self.bridge = Bridge(
             config.gateway,
             self.adapters,
+            self.outbox,
             qos=config.platform.qos,
-            queue_size=config.queue.max_messages,
-            queue_bytes=config.queue.max_bytes,
             command_timeout=config.commands.timeout,
             result_event=config.commands.result_event,
+            alarm_events=storage.alarm_events,
         )
         for device in config.devices:
             if device.adapter in self._unavailable:
@@ -129,7 +141,7 @@ class Gateway:
     async def _status_loop(self) -> None:
         while True:
             body = codec.encode_event(self.status(), time.time())
-            self.bridge.publish_priority(self.config.gateway, self.config.status.event, body, 1)
+            self.bridge.publish_event(self.config.gateway, self.config.status.event, body, 1)
             self.notifier.notify(f"STATUS={self.health.summary_line()}")
             await asyncio.sleep(self.config.status.interval)
 
@@ -157,14 +169,16 @@ class Gateway:
             raise self._fatal
         counters = self.bridge.counters
         log.info(
-            "edged stopped: %d readings taken, %d messages handed to the broker, %d left queued",
+            "edged stopped: %d readings taken, %d messages handed to the broker, %d left in the "
+            "outbox (sent at the next start)",
             counters["readings"],
             counters["forwarded"],
-            self.bridge.queue.qsize(),
+            self.outbox.depth,
         )
 
     async def _run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.outbox.start()  # opens the database (blocks briefly, before READY=1)
         uplink = loop.create_task(self.uplink.run(), name="uplink")
         uplink.add_done_callback(self._uplink_ended)
         forwarder = loop.create_task(
@@ -189,8 +203,10 @@ class Gateway:
             await self._stop.wait()
             self.notifier.notify("STOPPING=1", "STATUS=stopping")
             log.info(
-                "stopping: adapters first, then draining %d queued messages",
-                self.bridge.queue.qsize(),
+                "stopping: adapters first, then sending what the outbox holds (%d messages) "
+                "for up to %g s",
+                self.outbox.depth,
+                SHUTDOWN_DRAIN_SECONDS,
             )
             await self._stop_tasks([adapters])
             await self._bounded("answering commands in progress", self.bridge.cancel_commands())
@@ -202,6 +218,7 @@ class Gateway:
                     "closing the MQTT session", self.uplink.close(timeout=SHUTDOWN_DRAIN_SECONDS)
                 )
             await self._stop_tasks([uplink, adapters])
+            await self._bounded("closing the outbox", self.outbox.close())
 
     def _uplink_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
@@ -235,16 +252,9 @@ class Gateway:
             self.stuck_tasks.append(what)
 
     async def _drain(self, seconds: float) -> None:
-        """Give the forwarder up to ``seconds`` to hand every queued message to the uplink."""
+        """Give the outbox up to ``seconds`` to have everything acknowledged (while connected);
+        what is left stays on disk and is sent at the next start."""
         if self.uplink.connected:
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
-                    await self.bridge.queue.join()
-            except TimeoutError:
-                pass
-        if not self.bridge.queue.empty():
-            log.warning(
-                "%d queued messages were not sent before shutdown (broker %s)",
-                self.bridge.queue.qsize(),
-                "connected" if self.uplink.connected else "unreachable",
-            )
+                    await self.outbox.wait_empty()

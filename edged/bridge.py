@@ -1,11 +1,12 @@
 """The bridge: readings become events, commands reach their adapter, every command gets a result.
 
 The bridge owns the device table (which adapter runner owns which platform identity) and the
-device states. It is the adapters' :class:`~edged.adapters.base.ReadingSink`. Readings go into
-the bulk lane of a bounded :class:`~edged.sendqueue.SendQueue` that the forwarder drains into
-the uplink; a full lane makes ``emit`` wait (backpressure) instead of dropping anything. Command
-messages go to the :class:`~edged.commands.CommandDesk`, which runs them through
-:meth:`Bridge.execute` and puts each one's result into the priority lane.
+device states. It is the adapters' :class:`~edged.adapters.base.ReadingSink`. Readings become
+events in the durable :class:`~edged.outbox.outbox.Outbox` (telemetry lane, or the alarm lane
+for configured alarm events), which never makes an adapter wait; the forwarder takes them from
+there, hands them to the uplink and tells the outbox of each delivery. Command messages go to
+the :class:`~edged.commands.CommandDesk`, which runs them through :meth:`Bridge.execute` and
+puts each one's result into the outbox's priority lane.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,26 +23,30 @@ from edged import codec, topics
 from edged.adapters.base import Adapter
 from edged.commands import CommandDesk
 from edged.errors import CommandFailed, CommandUnsupported, PayloadTooLarge
-from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, Reading
+from edged.model import (
+    Command,
+    DeviceIdentity,
+    DeviceState,
+    JSONValue,
+    OutgoingMessage,
+    Reading,
+)
+from edged.outbox import ALARM_LANE, BULK_LANE, PRIORITY_LANE, Outbox
 from edged.problems import ProblemLog
-from edged.sendqueue import OutgoingMessage, SendQueue
 from edged.text import safe
+from edged.uplink import UplinkClosedError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUEUE_BYTES = 16 * 1024 * 1024
 TOPIC_CACHE_SIZE = 4096
 
 
 class Publisher(Protocol):
     """The part of the uplink the forwarder needs."""
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> object:
-        """Hand one message to the MQTT session (waits while it cannot take more).
-
-        What it returns (the uplink's delivery future) is not used by the in-memory queue:
-        a message counts as sent once handed over.
-        """
+    async def publish(self, topic: str, payload: bytes, qos: int) -> asyncio.Future[None]:
+        """Hand one message to the MQTT session (waits while it cannot take more); the future
+        settles when the broker acknowledged it (see :meth:`edged.uplink.Uplink.publish`)."""
 
 
 @dataclass
@@ -63,21 +68,19 @@ class Bridge:
         self,
         gateway: DeviceIdentity,
         adapters: list[Adapter],
+        outbox: Outbox,
         *,
         qos: int = 1,
-        queue_size: int = 10000,
-        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         command_timeout: float = 10.0,
         result_event: str = "cmdResult",
+        alarm_events: Iterable[str] = (),
     ) -> None:
         self.gateway = gateway
         self.qos = qos
-        self.queue = SendQueue(queue_size, queue_bytes)
+        self.outbox = outbox
+        self.alarm_events = frozenset(alarm_events)
         self.commands = CommandDesk(
-            self.execute,
-            self.queue.put_priority,
-            result_event=result_event,
-            timeout=command_timeout,
+            self.execute, self._put_result, result_event=result_event, timeout=command_timeout
         )
         self.owners: dict[DeviceIdentity, Adapter] = {}
         for adapter in adapters:
@@ -97,7 +100,7 @@ class Bridge:
     # -- ReadingSink ---------------------------------------------------------------------------
 
     async def emit(self, reading: Reading) -> None:
-        """Encode ``reading`` as an event and queue it (waits while the queue is full).
+        """Encode ``reading`` as an event and put it in the outbox (never waits).
 
         A reading that cannot be encoded (values from a device nested deeper than the encoder
         writes, or not JSON at all) is dropped, counted and logged once per device.
@@ -115,9 +118,8 @@ class Bridge:
         topic = self._event_topic(reading.device, reading.event)
         if not self._fits(reading.device, topic, payload):
             return
-        message = OutgoingMessage(topic, payload, self.qos)
-        if not self.queue.put_nowait(message):  # no coroutine on the common path
-            await self.queue.put(message)
+        lane = ALARM_LANE if reading.event in self.alarm_events else BULK_LANE
+        self.outbox.put(lane, str(reading.device), OutgoingMessage(topic, payload, self.qos))
         self.counters["readings"] += 1
 
     def _event_topic(self, device: DeviceIdentity, event: str) -> str:
@@ -163,40 +165,53 @@ class Bridge:
             )
         return False
 
-    def publish_priority(
-        self, device: DeviceIdentity, event: str, payload: bytes, qos: int
-    ) -> bool:
-        """Queue an encoded event ahead of readings; False when refused (size, full lane)."""
+    def publish_event(self, device: DeviceIdentity, event: str, payload: bytes, qos: int) -> bool:
+        """Put an encoded event of ``device`` in the outbox; False when refused for size."""
         topic = topics.event_topic(device, event)
         if not self._fits(device, topic, payload):
             return False
-        return self.queue.put_priority(OutgoingMessage(topic, payload, qos))
+        self.outbox.put(BULK_LANE, str(device), OutgoingMessage(topic, payload, qos))
+        return True
+
+    def _put_result(self, device: DeviceIdentity, message: OutgoingMessage) -> bool:
+        self.outbox.put(PRIORITY_LANE, str(device), message)
+        return True
 
     async def forward(self, publisher: Publisher) -> None:
-        """Drain the queue into ``publisher`` until cancelled (the forwarder task).
+        """Hand the outbox's messages to ``publisher`` until cancelled (the forwarder task).
 
-        A message the uplink refuses for an unexpected reason (a bug, never a network problem:
-        the uplink waits those out) is dropped, counted and logged once per kind of error, so
-        one bad message cannot stop the forwarder or block those behind it.
+        The outbox deletes each message once the broker acknowledged it. A message the uplink
+        refuses for an unexpected reason (a bug, never a network problem: the uplink waits
+        those out) is discarded, counted and logged once per kind of error, so one bad message
+        cannot stop the forwarder or block those behind it.
         """
-        queue = self.queue
+        outbox = self.outbox
         while True:
-            message = queue.get_nowait() if not queue.empty() else await queue.get()
+            entry = await outbox.next()
+            message = entry.message
             try:
-                await publisher.publish(message.topic, message.payload, message.qos)
-                self.counters["forwarded"] += 1
+                delivery = await publisher.publish(message.topic, message.payload, message.qos)
+            except asyncio.CancelledError:
+                outbox.requeue(entry)
+                raise
+            except UplinkClosedError:
+                outbox.requeue(entry)  # stays stored: sent at the next start
+                raise
             except PayloadTooLarge:
                 self.counters["oversize_refused"] += 1
+                outbox.discard(entry)
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 self.counters["publish_errors"] += 1
+                outbox.discard(entry)
                 self._problems.fail(
                     type(exc).__name__,
                     f"dropped a message on {safe(message.topic)}: {safe(exc)!s} "
                     "(further ones counted in the status event as publish_errors)",
                     logging.ERROR,
                 )
-            finally:
-                queue.task_done()
+            else:
+                outbox.sent(entry, delivery)
+                self.counters["forwarded"] += 1
 
     # -- incoming ------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     from edged.app import Gateway
     from edged.config import load_config
     from edged.logsetup import setup_logging
+    from edged.outbox import OutboxError
 
     try:
         config = load_config(args.config)
@@ -70,6 +71,10 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
+    except OutboxError as exc:
+        # The outbox cannot be used as configured: retrying at once would not help.
+        log.error("cannot open the outbox: %s (storage.path in %s)", exc, args.config)
+        return EX_CONFIG
     except Exception:
         log.exception("edged stopped on an unexpected error")
         return EX_SOFTWARE

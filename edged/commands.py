@@ -27,8 +27,14 @@ from typing import Any
 
 from edged import codec, topics
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
-from edged.model import Command, CommandResult, CommandStatus, DeviceIdentity, JSONValue
-from edged.sendqueue import OutgoingMessage
+from edged.model import (
+    Command,
+    CommandResult,
+    CommandStatus,
+    DeviceIdentity,
+    JSONValue,
+    OutgoingMessage,
+)
 from edged.text import safe
 
 log = logging.getLogger(__name__)
@@ -43,7 +49,7 @@ KEEP_RESULT_BYTES = 1024
 """Results up to this size are kept to answer a repeat verbatim; larger ones by a summary."""
 
 Execute = Callable[[Command], Awaitable[Mapping[str, JSONValue] | None]]
-Deliver = Callable[[OutgoingMessage], bool]
+Deliver = Callable[[DeviceIdentity, OutgoingMessage], bool]
 
 
 @dataclass
@@ -299,7 +305,7 @@ class CommandDesk:
 
     def _deliver_result(self, device: DeviceIdentity, payload: bytes) -> None:
         topic = topics.event_topic(device, self.result_event)
-        if not self._deliver(OutgoingMessage(topic, payload, 1)):
+        if not self._deliver(device, OutgoingMessage(topic, payload, 1)):
             self.counters["results_dropped"] += 1
 
     async def cancel_all(self) -> None:

@@ -54,6 +54,7 @@ def _write_config(workdir: Path, broker: Broker) -> tuple[Path, dict[str, Any]]:
         ca_file=str(broker.ca.ca_file),
         token_file=str(token),
     )
+    config.setdefault("storage", {})["path"] = str(workdir / "outbox.sqlite")
     path = workdir / "edged.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path, config

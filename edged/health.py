@@ -48,14 +48,18 @@ class HealthReport:
     def build(self) -> dict[str, Any]:
         """The status body; always under :data:`REPORT_BUDGET` bytes once encoded."""
         bridge, stats = self.bridge, self.uplink.stats
-        queue = bridge.queue
+        outbox = bridge.outbox
         report: dict[str, Any] = {
             "uptime": round(self.clock() - self.started, 1),
             "devices": bridge.device_counts(),
             **self._device_states(),
-            "queue": queue.qsize(),
-            "queueBytes": queue.bytes,
-            "queueOldestAge": round(queue.oldest_age(), 1),
+            "outbox": {
+                "depth": outbox.depth,
+                "bytes": outbox.stored_bytes,
+                "oldestAge": round(outbox.oldest_age(), 1),
+                **outbox.counters,
+                "droppedBy": dict(outbox.dropped.most_common(20)),
+            },
             "uplink": {
                 "connected": stats.connected,
                 "reconnects": stats.reconnects,
@@ -67,9 +71,6 @@ class HealthReport:
             "counters": {
                 **bridge.counters,
                 **bridge.commands.counters,
-                "queue_full_waits": queue.waits,
-                "queue_full_episodes": queue.full_episodes,
-                "priority_dropped": queue.priority_dropped,
                 "notify": self.notify.total,
             },
             "notify": self.notify.summary(),
@@ -79,6 +80,7 @@ class HealthReport:
             report["deviceStates"] = {}
             report["adapters"] = {name: {} for name in report["adapters"]}
             report["notify"] = {"total": self.notify.total}
+            report["outbox"]["droppedBy"] = {}
             report["truncated"] = True
         return report
 
@@ -126,5 +128,6 @@ class HealthReport:
         return (
             f"{'connected' if self.uplink.connected else 'connecting'}; "
             f"{counts['online']}/{len(self.bridge.states)} devices online; "
-            f"queue {self.bridge.queue.qsize()}"
+            f"outbox {self.bridge.outbox.depth} ({self.bridge.outbox.stored_bytes} bytes, "
+            f"oldest {self.bridge.outbox.oldest_age():.0f} s)"
         )

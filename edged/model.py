@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 JSONValue: TypeAlias = Any
 """Anything orjson can encode: dict, list, str, int, float, bool, None."""
@@ -83,3 +83,11 @@ class CommandResult:
     status: CommandStatus
     error: str | None = None
     data: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+class OutgoingMessage(NamedTuple):
+    """A message for the uplink: topic, payload and QoS (never retained)."""
+
+    topic: str
+    payload: bytes
+    qos: int

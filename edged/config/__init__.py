@@ -26,8 +26,8 @@ from edged.config.models import (
     DeviceCommonConfig,
     LoggingConfig,
     PlatformConfig,
-    QueueConfig,
     StatusConfig,
+    StorageConfig,
     TopLevelConfig,
 )
 from edged.config.report import format_problem
@@ -88,7 +88,7 @@ class Config:
     token: Secret
     status: StatusConfig
     commands: CommandsConfig
-    queue: QueueConfig
+    storage: StorageConfig
     logging: LoggingConfig
     devices: tuple[ConfiguredDevice, ...]
     adapter_settings: Mapping[str, BaseModel] = field(default_factory=dict)
@@ -342,7 +342,7 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
         token=token,
         status=top.status,
         commands=top.commands,
-        queue=top.queue,
+        storage=top.storage,
         logging=top.logging,
         devices=tuple(devices),
         adapter_settings=settings,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
+from pydantic.fields import FieldInfo
 
 from edged.config.types import (
     DAY,
@@ -100,12 +103,59 @@ class CommandsConfig(StrictModel):
     result_event: TopicName = "cmdResult"
 
 
-class QueueConfig(StrictModel):
-    """The bounded in-memory queue between the bridge and the uplink."""
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kib": KIB,
+    "mib": MIB,
+    "gib": GIB,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+}
+_SIZE_RE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*")
 
-    max_messages: int = Field(default=10000, ge=1, le=10_000_000)
-    # Readings wait (backpressure) once either bound is reached; 16 MiB by default.
-    max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024, le=4 * 1024 * 1024 * 1024)
+
+def _byte_size(value: object) -> object:
+    """``65536``, ``"64MiB"``, ``"512 KiB"``, ``"1GB"`` -> bytes (other values left to pydantic)."""
+    if isinstance(value, str):
+        match = _SIZE_RE.fullmatch(value.lower())
+        if match is None or match.group(2) not in _SIZE_UNITS:
+            raise ValueError("a size in bytes, or with a unit: KiB, MiB, GiB, KB, MB, GB")
+        return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    return value
+
+
+def byte_size(low: int, high: int) -> tuple[BeforeValidator, FieldInfo]:
+    """A size in bytes between ``low`` and ``high`` (inclusive), units allowed."""
+    return BeforeValidator(_byte_size), Field(ge=low, le=high, strict=False)
+
+
+class StorageConfig(StrictModel):
+    """The durable outbox (docs/outbox.md)."""
+
+    # Default: $STATE_DIRECTORY/outbox.sqlite under systemd, else /var/lib/edged/outbox.sqlite.
+    path: str | None = None
+    # Above this many bytes stored, the oldest telemetry is dropped (counted per device).
+    max_bytes: Annotated[int, *byte_size(MIB, 1024 * GIB)] = 64 * MIB
+    # Messages held in memory; beyond it they stay on disk and are read back in order.
+    memory_bytes: Annotated[int, *byte_size(256 * KIB, GIB)] = 8 * MIB
+    commit_interval: Annotated[float, duration_range(0.0, 10.0)] = 0.1
+    commit_batch: int = Field(default=1000, ge=1, le=100_000)
+    synchronous: Literal["normal", "full"] = "normal"
+    # Events sent ahead of other telemetry and never dropped for it.
+    alarm_events: tuple[TopicName, ...] = ()
+
+    @property
+    def resolved_path(self) -> str:
+        """``path`` if given, else in the service's state directory."""
+        if self.path:
+            return self.path
+        state = os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "/var/lib/edged"
+        return os.path.join(state, "outbox.sqlite")
 
 
 class LoggingConfig(StrictModel):
@@ -130,5 +180,5 @@ class TopLevelConfig(StrictModel):
     platform: PlatformConfig
     status: StatusConfig = StatusConfig()
     commands: CommandsConfig = CommandsConfig()
-    queue: QueueConfig = QueueConfig()
+    storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()

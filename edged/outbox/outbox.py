@@ -32,17 +32,22 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from edged.errors import PublishRejected
+from edged.model import OutgoingMessage
 from edged.outbox.diskthread import DiskThread
 from edged.outbox.store import BULK_LANE, LANES, OutboxError, StoredMessage, message_size
-from edged.sendqueue import OutgoingMessage
 from edged.uplink import UplinkClosedError
 
 log = logging.getLogger(__name__)
 
 PAGE = 500
 """Rows read back from disk at a time."""
+PRIORITY_LANE = 0
+"""Command results and device management: first, never dropped for telemetry."""
+ALARM_LANE = 1
+"""Configured alarm events: after the priority lane, never dropped for telemetry."""
 
 
 @dataclass(slots=True, eq=False)
@@ -100,6 +105,7 @@ class Outbox:
         self._paging: asyncio.Task[None] | None = None
         self._trimming: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
+        self._emptied = asyncio.Event()
         self._disk_failing = False
         self._dropping = False
         self._closed = False
@@ -175,8 +181,7 @@ class Outbox:
     def _written(self, appended: asyncio.Future[list[int]], entry: Entry) -> None:
         if appended.cancelled() or appended.exception() is not None:
             self._disk_failed(appended)
-            self._stored_rows -= 1
-            self._stored_bytes -= entry.size
+            self._unstore(entry.size)
             return
         self._disk_ok()
         entry.row = appended.result()[0]
@@ -193,8 +198,7 @@ class Outbox:
             return
         # Never written: keep it in memory after all (it may overtake older rows still on disk).
         self._disk_failed(appended)
-        self._stored_rows -= 1
-        self._stored_bytes -= entry.size
+        self._unstore(entry.size)
         self._device(entry.lane, entry.device).spilled -= 1
         self._spilled -= 1
         self._hold(entry)
@@ -220,7 +224,7 @@ class Outbox:
     async def next(self) -> Entry:
         """The next message to publish (waits until there is one that is not held)."""
         while True:
-            entry = self._take()
+            entry = self.take_nowait()
             if entry is not None:
                 return entry
             self._wakeup.clear()
@@ -230,7 +234,8 @@ class Outbox:
         """Look again for messages (a held device was released)."""
         self._wakeup.set()
 
-    def _take(self) -> Entry | None:
+    def take_nowait(self) -> Entry | None:
+        """The next message to publish, or None when none is ready."""
         for lane, ready in enumerate(self._ready):
             for device in ready:
                 if self.is_held(device):
@@ -245,11 +250,11 @@ class Outbox:
                 return entry
         return None
 
-    def sent(self, entry: Entry, delivery: asyncio.Future[object]) -> None:
+    def sent(self, entry: Entry, delivery: asyncio.Future[Any]) -> None:
         """``entry`` was handed to the uplink; ``delivery`` settles when the broker answers."""
         delivery.add_done_callback(lambda d: self._settled(entry, d))
 
-    def _settled(self, entry: Entry, delivery: asyncio.Future[object]) -> None:
+    def _settled(self, entry: Entry, delivery: asyncio.Future[Any]) -> None:
         error = None if delivery.cancelled() else delivery.exception()
         if error is None and not delivery.cancelled():
             self.counters["delivered"] += 1
@@ -259,14 +264,29 @@ class Outbox:
             return  # shutting down: its row stays and it is sent again at the next start
         else:  # the uplink lost track of it: send it again now, ahead of its successors
             self.counters["resent"] += 1
-            entry.sent = False
-            self._device(entry.lane, entry.device).unsent.appendleft(entry)
-            ready = self._ready[entry.lane]
-            ready[entry.device] = None
-            ready.move_to_end(entry.device, last=False)
-            self._wakeup.set()
+            self.requeue(entry)
             return
         self._finish(entry)
+
+    def requeue(self, entry: Entry) -> None:
+        """``entry`` was taken but not handed to the uplink: it goes first again."""
+        entry.sent = False
+        self._device(entry.lane, entry.device).unsent.appendleft(entry)
+        ready = self._ready[entry.lane]
+        ready[entry.device] = None
+        ready.move_to_end(entry.device, last=False)
+        self._wakeup.set()
+
+    def discard(self, entry: Entry) -> None:
+        """``entry`` can never be sent (the uplink refused it): forget it and its row."""
+        self.counters["discarded"] += 1
+        self._finish(entry)
+
+    async def wait_empty(self) -> None:
+        """Wait until nothing is stored (everything acknowledged, dropped or discarded)."""
+        while self._stored_rows > 0:
+            self._emptied.clear()
+            await self._emptied.wait()
 
     def _finish(self, entry: Entry) -> None:
         entry.done = True
@@ -276,13 +296,18 @@ class Outbox:
             self._delete(entry)
         self._maybe_page_in()
 
+    def _unstore(self, size: int) -> None:
+        self._stored_rows -= 1
+        self._stored_bytes -= size
+        if self._stored_rows <= 0:
+            self._emptied.set()
+
     def _delete(self, entry: Entry) -> None:
         assert entry.row is not None
         if self._closed:
             return  # stays on disk: sent again at the next start (at least once)
         self.disk.delete([entry.row])
-        self._stored_rows -= 1
-        self._stored_bytes -= entry.size
+        self._unstore(entry.size)
 
     # -- the byte cap ---------------------------------------------------------------------------
 
@@ -327,8 +352,7 @@ class Outbox:
             self._spilled -= 1
         if not self._closed:
             self.disk.delete([row])
-        self._stored_rows -= 1
-        self._stored_bytes -= size
+        self._unstore(size)
         self.dropped[device] += 1
         self.counters["dropped"] += 1
         if not self._dropping:

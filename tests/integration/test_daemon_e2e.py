@@ -268,9 +268,9 @@ def test_sigterm_shuts_down_cleanly_and_delivers_what_was_read(
         took = time.monotonic() - started
     assert code == 0, daemon.output
     assert took < 5
-    draining = re.search(r"stopping: adapters first, then draining (\d+) queued", daemon.output)
+    draining = re.search(r"then sending what the outbox holds \((\d+) messages\)", daemon.output)
     assert draining is not None and int(draining.group(1)) > 0, daemon.output
-    stopped = re.search(r"edged stopped: (\d+) readings taken, .* (\d+) left queued", daemon.output)
+    stopped = re.search(r"edged stopped: (\d+) readings taken, .* (\d+) left in the", daemon.output)
     assert stopped is not None, daemon.output
     taken, left = int(stopped.group(1)), int(stopped.group(2))
     assert left == 0

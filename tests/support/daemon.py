@@ -53,6 +53,7 @@ def write_config(
     config: dict[str, Any] = {
         "platform": platform_cfg,
         "status": {"interval": "1h"},
+        "storage": {"path": str(directory / "outbox.sqlite")},
         "devices": devices,
     }
     config.update(extra or {})

@@ -15,7 +15,7 @@ import pytest
 from edged.errors import PublishRejected
 from edged.outbox import DiskThread, OutboxStore
 from edged.outbox.outbox import Entry, Outbox
-from edged.sendqueue import OutgoingMessage
+from edged.model import OutgoingMessage
 from edged.uplink import DeliveryLost, UplinkClosedError
 
 PRIORITY, BULK = 0, 2
