@@ -63,6 +63,8 @@ class Gateway:
             ),
             max_bytes=storage.max_bytes,
             memory_bytes=storage.memory_bytes,
+            max_age=storage.max_age,
+            qos0_on_disk=storage.qos0_on_disk,
         )
         self.bridge = Bridge(
             config.gateway,

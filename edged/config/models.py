@@ -146,6 +146,10 @@ class StorageConfig(StrictModel):
     commit_interval: Annotated[float, duration_range(0.0, 10.0)] = 0.1
     commit_batch: int = Field(default=1000, ge=1, le=100_000)
     synchronous: Literal["normal", "full"] = "normal"
+    # Telemetry older than this when its turn comes is dropped (counted); none by default.
+    max_age: Annotated[float, duration_range(1.0, 3650 * DAY)] | None = None
+    # False: QoS 0 events stay in memory only (faster, lost on a crash or restart).
+    qos0_on_disk: bool = True
     # Events sent ahead of other telemetry and never dropped for it.
     alarm_events: tuple[TopicName, ...] = ()
 

@@ -16,7 +16,11 @@ batches by :class:`~edged.outbox.diskthread.DiskThread`); the forwarder takes it
   Rows found on disk at start are spilled messages of their devices.
 * **Held devices** (``is_held``, the registrar's gate) are skipped without being reordered.
 * **Byte cap**: above ``max_bytes`` stored, the oldest telemetry (lane 2) is dropped, counted
-  per device; other lanes are never dropped for telemetry. Each episode is logged once.
+  per device; other lanes are never dropped for telemetry. Each episode is logged once when it
+  starts and once when the outbox is back under 90 % of the cap. With ``max_age``, telemetry
+  older than that is dropped when its turn comes (counted as expired).
+* **QoS 0** messages skip the disk when ``qos0_on_disk`` is False: memory only, like messages
+  whose append failed; both stay under ``memory_bytes`` by dropping the oldest telemetry.
 * **Delivery outcomes**: acknowledged or rejected by the broker -> the row is deleted (a
   rejection is counted); the uplink closing or losing track -> the row stays and the message is
   sent again (now, or at the next start): at least once.
@@ -86,12 +90,16 @@ class Outbox:
         *,
         max_bytes: int,
         memory_bytes: int = 8 * 1024 * 1024,
+        max_age: float | None = None,
+        qos0_on_disk: bool = True,
         is_held: Callable[[str], bool] = lambda device: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.disk = disk
         self.max_bytes = max_bytes
         self.memory_bytes = memory_bytes
+        self.max_age = max_age
+        self.qos0_on_disk = qos0_on_disk
         self.is_held = is_held
         self.clock = clock
         self._lanes: list[OrderedDict[str, _Device]] = [OrderedDict() for _ in LANES]
@@ -108,6 +116,7 @@ class Outbox:
         self._emptied = asyncio.Event()
         self._disk_failing = False
         self._dropping = False
+        self._episode_drops = 0
         self._closed = False
         self.counters: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
@@ -148,6 +157,9 @@ class Outbox:
         """Accept a message: it is delivered at least once unless the byte cap drops it."""
         size = message_size(message.topic, message.payload)
         entry = Entry(lane, device, message, size, self.clock())
+        if message.qos == 0 and not self.qos0_on_disk:
+            self._hold_in_memory_only(entry)
+            return
         state = self._device(lane, device)
         spill = not self._disk_failing and (
             state.spilled or self._memory + size > self.memory_bytes
@@ -161,10 +173,37 @@ class Outbox:
             self._spilled += 1
             appended.add_done_callback(lambda f: self._spill_settled(f, entry))
         else:
+            if self._disk_failing:
+                self._make_room(size)
             self._hold(entry)
             appended.add_done_callback(lambda f: self._written(f, entry))
         if self._stored_bytes > self.max_bytes:
             self._maybe_trim()
+
+    def _hold_in_memory_only(self, entry: Entry) -> None:
+        self.counters["memory_only"] += 1
+        self._make_room(entry.size)
+        self._hold(entry)
+
+    def _make_room(self, size: int) -> None:
+        """Messages held in memory only (QoS 0 kept off the disk, or a failing disk) stay under
+        ``memory_bytes``: the oldest telemetry held in memory is dropped first."""
+        bulk = self._lanes[BULK_LANE]
+        while self._memory + size > self.memory_bytes:
+            heads = [
+                (state.unsent[0].created, device) for device, state in bulk.items() if state.unsent
+            ]
+            if not heads:
+                return
+            _, device = min(heads)
+            state = bulk[device]
+            victim = state.unsent.popleft()
+            if not state.unsent:
+                self._ready[BULK_LANE].pop(device, None)
+            if victim.row is not None:
+                self._resident.pop(victim.row, None)
+            self._note_drop(device)
+            self._finish(victim)
 
     def _device(self, lane: int, device: str) -> _Device:
         state = self._lanes[lane].get(device)
@@ -241,6 +280,11 @@ class Outbox:
                 if self.is_held(device):
                     continue
                 unsent = self._lanes[lane][device].unsent
+                if lane == BULK_LANE and self.max_age is not None:
+                    self._expire(unsent, device)
+                    if not unsent:
+                        del ready[device]
+                        return self.take_nowait()
                 entry = unsent.popleft()
                 entry.sent = True
                 if unsent:
@@ -249,6 +293,13 @@ class Outbox:
                     del ready[device]
                 return entry
         return None
+
+    def _expire(self, unsent: deque[Entry], device: str) -> None:
+        assert self.max_age is not None
+        oldest = self.clock() - self.max_age
+        while unsent and unsent[0].created < oldest:
+            self.counters["expired"] += 1
+            self._finish(unsent.popleft())
 
     def sent(self, entry: Entry, delivery: asyncio.Future[Any]) -> None:
         """``entry`` was handed to the uplink; ``delivery`` settles when the broker answers."""
@@ -301,6 +352,10 @@ class Outbox:
         self._stored_bytes -= size
         if self._stored_rows <= 0:
             self._emptied.set()
+        if self._dropping and self._stored_bytes * 10 <= self.max_bytes * 9:
+            self._dropping = False
+            log.info("the outbox has room again; %d message(s) dropped", self._episode_drops)
+            self._episode_drops = 0
 
     def _delete(self, entry: Entry) -> None:
         assert entry.row is not None
@@ -353,15 +408,20 @@ class Outbox:
         if not self._closed:
             self.disk.delete([row])
         self._unstore(size)
+        self._note_drop(device)
+
+    def _note_drop(self, device: str) -> None:
         self.dropped[device] += 1
         self.counters["dropped"] += 1
+        self._episode_drops += 1
         if not self._dropping:
             self._dropping = True
             log.warning(
-                "the outbox is over its cap of %d bytes: dropping the oldest telemetry "
-                "(counted per device in the status event); command results and device "
-                "management are kept",
+                "the outbox is full (cap %d bytes on disk, %d in memory): dropping the oldest "
+                "telemetry (counted per device in the status event); command results, device "
+                "management and alarms are kept",
                 self.max_bytes,
+                self.memory_bytes,
             )
 
     # -- what it holds -------------------------------------------------------------------------

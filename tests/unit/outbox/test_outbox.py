@@ -7,15 +7,16 @@ Delivery futures are plain asyncio futures settled by the test as the uplink wou
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from edged.errors import PublishRejected
+from edged.model import OutgoingMessage
 from edged.outbox import DiskThread, OutboxStore
 from edged.outbox.outbox import Entry, Outbox
-from edged.model import OutgoingMessage
 from edged.uplink import DeliveryLost, UplinkClosedError
 
 PRIORITY, BULK = 0, 2
@@ -187,5 +188,58 @@ async def test_over_the_cap_the_oldest_telemetry_is_dropped_and_counted(tmp_path
         bulk = [int(x[1:]) for x in kept[1:]]
         assert bulk == sorted(bulk) and bulk[-1] == 29  # the newest kept, the oldest dropped
         assert box.dropped["a"] == 30 - len(bulk)  # produced = kept + dropped, exactly
+    finally:
+        await box.close()
+
+
+async def test_telemetry_older_than_max_age_is_dropped_when_its_turn_comes(tmp_path: Path) -> None:
+    now = [1000.0]
+    box = await opened(tmp_path / "o.db", max_age=60.0, clock=lambda: now[0])
+    try:
+        box.put(BULK, "a", msg("a", 0))
+        box.put(PRIORITY, "a", msg("a", 9))
+        now[0] += 30
+        box.put(BULK, "a", msg("a", 1))
+        now[0] += 40  # a0 is 70 s old, a1 40 s; the command result never expires
+        assert [label(e) for e in await take(box, 2)] == ["a9", "a1"]
+        assert box.counters["expired"] == 1
+    finally:
+        await box.close()
+
+
+async def test_qos0_kept_off_the_disk_stays_under_the_memory_budget(tmp_path: Path) -> None:
+    one = len(msg("a", 0).payload) + len(msg("a", 0).topic)
+    box = await opened(tmp_path / "o.db", qos0_on_disk=False, memory_bytes=5 * one)
+    try:
+        for n in range(20):
+            box.put(BULK, "a", msg("a", n)._replace(qos=0))
+        assert await rows_on_disk(box) == 0
+        kept = [int(e.message.payload) for e in await take(box, 5)]
+        assert kept == [15, 16, 17, 18, 19]  # the oldest dropped first, the rest in order
+        assert box.dropped["a"] == 15
+        assert box.take_nowait() is None
+    finally:
+        await box.close()
+
+
+async def test_a_drop_episode_is_logged_once_when_it_starts_and_once_when_it_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = len(msg("a", 0, size=100).payload) + len(msg("a", 0).topic)
+    box = await opened(tmp_path / "o.db", max_bytes=10 * one)
+    try:
+        with caplog.at_level(logging.INFO, logger="edged.outbox.outbox"):
+            for n in range(30):
+                box.put(BULK, "a", msg("a", n, size=100))
+            for _ in range(100):
+                if box.stored_bytes <= 10 * one:
+                    break
+                await asyncio.sleep(0.01)
+            for entry in await take(box, box.depth):
+                ack(box, entry)
+            await asyncio.sleep(0.05)
+        messages = [r.getMessage() for r in caplog.records]
+        assert len([m for m in messages if "dropping the oldest" in m]) == 1
+        assert len([m for m in messages if "has room again" in m]) == 1
     finally:
         await box.close()
