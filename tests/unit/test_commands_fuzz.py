@@ -69,8 +69,8 @@ async def _unanswered(
     outbox: Outbox, commands: list[tuple[DeviceIdentity, str, str, bytes]]
 ) -> int:
     section = DeviceConfig.model_validate({"values": {"t": {}}, "command_delay": 0})
-    device = SimulatedDevice(DeviceSpec(DEV, section, "reading", ("devices", 0)))
-    bridge = Bridge(GW, [device], outbox)
+    simulated = SimulatedDevice(DeviceSpec(DEV, section, "reading", ("devices", 0)))
+    bridge = Bridge(GW, [simulated], outbox)
     bridge.gateway_commands["ping"] = lambda command: {"pong": True}
     routed = 0
     for device, name, fmt, body in commands:
