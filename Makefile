@@ -14,6 +14,12 @@ bench:
 reliability:
 	scripts/dev reliability
 
+# About 10 minutes: the outbox under a flapping broker, RSS/fd/thread growth (tests/soak).
+# Options through SOAK_ARGS, e.g. make soak SOAK_ARGS="--minutes 3 --devices 100".
+.PHONY: soak
+soak:
+	.venv/bin/python -m tests.soak.soak_outbox $(SOAK_ARGS)
+
 # Slow suites, run by hand (not in CI): the .deb on a Debian 13 chroot.
 .PHONY: deb-check
 deb-check:

@@ -1,0 +1,1 @@
+"""Long-running checks run by hand (``make soak``), not collected by pytest."""
