@@ -53,7 +53,7 @@ def encode_command_result(result: CommandResult, timestamp: float) -> bytes:
         "d": dict(result.data),
         "ts": iso_time(timestamp),
     }
-    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    return bytes(memoryview(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)))  # as events
 
 
 def decode_json(payload: bytes) -> Any:

@@ -168,8 +168,13 @@ class DiskThread:
             raise RuntimeError("the disk thread serves one event loop")
         future: asyncio.Future[Any] = loop.create_future()
         self._outstanding.add(future)
-        future.add_done_callback(self._outstanding.discard)
+        future.add_done_callback(self._forget)
         return future
+
+    def _forget(self, future: asyncio.Future[Any]) -> None:
+        self._outstanding.discard(future)
+        if not self._outstanding:
+            self._outstanding = set()  # a set never shrinks: let a burst's table go
 
     def _check_open(self) -> None:
         if self._thread is None or self._closing:
@@ -201,6 +206,7 @@ class DiskThread:
                 )
             if self._ops >= self.commit_batch or self._due():
                 self._commit()
+            del ops  # an idle thread keeps no batch of rows alive
 
     def _drain(self, op: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """``op`` and whatever else is queued, up to what fits in this batch."""

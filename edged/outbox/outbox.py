@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 PAGE = 500
 """Rows read back from disk at a time."""
+ENTRY_OVERHEAD = 320
+"""Bytes a message held in memory costs besides its topic and payload (the entry, the message
+tuple, the payload's bytes object, their slots in the queues): counted against memory_bytes."""
 PRIORITY_LANE = 0
 """Command results and device management: first, never dropped for telemetry."""
 ALARM_LANE = 1
@@ -162,7 +165,7 @@ class Outbox:
             return
         state = self._device(lane, device)
         spill = not self._disk_failing and (
-            state.spilled or self._memory + size > self.memory_bytes
+            state.spilled or self._memory + size + ENTRY_OVERHEAD > self.memory_bytes
         )
         row = (lane, device, message.topic, message.payload, message.qos, entry.created)
         appended = self.disk.append([row])
@@ -172,6 +175,7 @@ class Outbox:
             state.spilled += 1
             self._spilled += 1
             appended.add_done_callback(lambda f: self._spill_settled(f, entry))
+            self._maybe_page_in()  # memory may have room, if it spilled to keep the order
         else:
             if self._disk_failing:
                 self._make_room(size)
@@ -189,7 +193,7 @@ class Outbox:
         """Messages held in memory only (QoS 0 kept off the disk, or a failing disk) stay under
         ``memory_bytes``: the oldest telemetry held in memory is dropped first."""
         bulk = self._lanes[BULK_LANE]
-        while self._memory + size > self.memory_bytes:
+        while self._memory + size + ENTRY_OVERHEAD > self.memory_bytes:
             heads = [
                 (state.unsent[0].created, device) for device, state in bulk.items() if state.unsent
             ]
@@ -213,7 +217,7 @@ class Outbox:
 
     def _hold(self, entry: Entry) -> None:
         self._device(entry.lane, entry.device).unsent.append(entry)
-        self._memory += entry.size
+        self._memory += entry.size + ENTRY_OVERHEAD
         self._ready[entry.lane][entry.device] = None
         self._wakeup.set()
 
@@ -341,7 +345,7 @@ class Outbox:
 
     def _finish(self, entry: Entry) -> None:
         entry.done = True
-        self._memory -= entry.size
+        self._memory -= entry.size + ENTRY_OVERHEAD
         if entry.row is not None:
             self._resident.pop(entry.row, None)
             self._delete(entry)
@@ -397,7 +401,7 @@ class Outbox:
             if not state.unsent:
                 self._ready[entry.lane].pop(device, None)
             del self._resident[row]
-            self._memory -= entry.size
+            self._memory -= entry.size + ENTRY_OVERHEAD
             entry.done = True
         else:
             state = self._device(BULK_LANE, device)

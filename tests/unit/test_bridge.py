@@ -160,9 +160,9 @@ async def test_emit_never_waits_and_loses_nothing_beyond_a_tiny_memory_budget(
     tmp_path: Path,
 ) -> None:
     # Was: a full in-memory queue made emit wait (backpressure into the adapters). Now the
-    # backlog beyond ``memory_bytes`` (here room for about three readings) goes to disk.
+    # backlog beyond ``memory_bytes`` (here room for about one reading) goes to disk.
     count = 200
-    async with open_outbox(tmp_path, memory_bytes=300) as outbox:
+    async with open_outbox(tmp_path, memory_bytes=500) as outbox:
         bridge, _ = _bridge(outbox)
         for n in range(count):
             step = bridge.emit(Reading(DEV, "reading", {"n": n}, 1_700_000_000.0 + n))

@@ -16,7 +16,7 @@ import pytest
 from edged.errors import PublishRejected
 from edged.model import OutgoingMessage
 from edged.outbox import DiskThread, OutboxStore
-from edged.outbox.outbox import Entry, Outbox
+from edged.outbox.outbox import ENTRY_OVERHEAD, Entry, Outbox
 from edged.uplink import DeliveryLost, UplinkClosedError
 
 PRIORITY, BULK = 0, 2
@@ -208,7 +208,7 @@ async def test_telemetry_older_than_max_age_is_dropped_when_its_turn_comes(tmp_p
 
 
 async def test_qos0_kept_off_the_disk_stays_under_the_memory_budget(tmp_path: Path) -> None:
-    one = len(msg("a", 0).payload) + len(msg("a", 0).topic)
+    one = len(msg("a", 0).payload) + len(msg("a", 0).topic) + ENTRY_OVERHEAD
     box = await opened(tmp_path / "o.db", qos0_on_disk=False, memory_bytes=5 * one)
     try:
         for n in range(20):
@@ -241,5 +241,15 @@ async def test_a_drop_episode_is_logged_once_when_it_starts_and_once_when_it_end
         messages = [r.getMessage() for r in caplog.records]
         assert len([m for m in messages if "dropping the oldest" in m]) == 1
         assert len([m for m in messages if "has room again" in m]) == 1
+    finally:
+        await box.close()
+
+
+async def test_messages_that_all_went_to_disk_are_still_read_back(tmp_path: Path) -> None:
+    box = await opened(tmp_path / "o.db", memory_bytes=100)  # smaller than one message
+    try:
+        for n in range(10):
+            box.put(BULK, "a", msg("a", n))
+        assert [label(e) for e in await take(box, 10)] == [f"a{n}" for n in range(10)]
     finally:
         await box.close()
