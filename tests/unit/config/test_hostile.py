@@ -136,10 +136,10 @@ def test_an_aliased_mapping_with_a_merge_key_can_be_used_twice() -> None:
 @pytest.mark.parametrize(
     ("value", "where", "message"),
     [
-        ("9" * 5000, "queue.max_messages", "this number has too many digits"),
-        ("-" + "1" * 5000, "queue.max_messages", "this number has too many digits"),
+        ("9" * 5000, "storage.commit_batch", "this number has too many digits"),
+        ("-" + "1" * 5000, "storage.commit_batch", "this number has too many digits"),
         ("9" * 4000, "status.interval", "the duration is far too long"),
-        ("9" * 4000, "queue.max_messages", "Input should be less than or equal to"),
+        ("9" * 4000, "storage.commit_batch", "Input should be less than or equal to"),
         ("2001-02-30", "status.interval", "not a valid date or time: day is out of range"),
     ],
 )

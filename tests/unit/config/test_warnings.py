@@ -25,6 +25,7 @@ def _config(tmp_path: Path, *, tls: bool, host: str, mode: int = 0o600, port: in
         "platform:\n  org: abc123\n  gateway: {type: gw, id: gw-1}\n"
         f"  token_file: {token}\n  tls: {str(tls).lower()}\n  host: '{host}'\n  port: {port}\n"
         "  reconnect: {initial: 1s, max: 2s}\n"
+        f"storage: {{path: {tmp_path / 'outbox.sqlite'}}}\n"
         "devices:\n  - {id: s1, type: sim, adapter: simulated,"
         " simulated: {interval: 1h, values: {t: {}}}}\n"
     )
