@@ -49,6 +49,7 @@ from tests.bench.bench_core import (
     measure,
     remove_outbox,
 )
+from tests.bench.bench_outbox_disk import _fsyncs as fsync_calls
 
 TOPIC = "iot-2/type/sim/id/edged-dev/evt/reading/fmt/json"
 DEPTH = re.compile(r"outbox (\d+) \(")
@@ -224,19 +225,10 @@ def _steady(
     written = io1["write_bytes"] - io0["write_bytes"]
     return (
         events / (t1 - t0),
-        _fsyncs(trace.read_text()) / traced,
+        fsync_calls(trace.read_text()) / traced,
         written / events,
         written / (t1 - t0),
     )
-
-
-def _fsyncs(summary: str) -> int:
-    calls = 0
-    for line in summary.splitlines():
-        match = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(fsync|fdatasync)$", line)
-        if match:
-            calls += int(match.group(1))
-    return calls
 
 
 def main() -> None:
