@@ -3,8 +3,9 @@
 The bridge owns the device table (which adapter runner owns which platform identity) and the
 device states. It is the adapters' :class:`~edged.adapters.base.ReadingSink`. Readings become
 events in the durable :class:`~edged.outbox.outbox.Outbox` (telemetry lane, or the alarm lane
-for configured alarm events), which never makes an adapter wait; the forwarder takes them from
-there, hands them to the uplink and tells the outbox of each delivery. Command messages go to
+for configured alarm events), which makes an adapter wait only while the disk is far behind
+(never for an uplink outage); the forwarder takes them from there, hands them to the uplink
+and tells the outbox of each delivery. Command messages go to
 the :class:`~edged.commands.CommandDesk`, which runs them through :meth:`Bridge.execute` and
 puts each one's result into the outbox's priority lane.
 """
@@ -100,7 +101,10 @@ class Bridge:
     # -- ReadingSink ---------------------------------------------------------------------------
 
     async def emit(self, reading: Reading) -> None:
-        """Encode ``reading`` as an event and put it in the outbox (never waits).
+        """Encode ``reading`` as an event and put it in the outbox.
+
+        Waits only while the disk is thousands of commits behind (a producer faster than the
+        disk, never an outage of the uplink).
 
         A reading that cannot be encoded (values from a device nested deeper than the encoder
         writes, or not JSON at all) is dropped, counted and logged once per device.
@@ -121,6 +125,9 @@ class Bridge:
         lane = ALARM_LANE if reading.event in self.alarm_events else BULK_LANE
         self.outbox.put(lane, str(reading.device), OutgoingMessage(topic, payload, self.qos))
         self.counters["readings"] += 1
+        if self.outbox.lagging:  # only a producer faster than the disk ever waits here
+            self.counters["disk_waits"] += 1
+            await self.outbox.caught_up()
 
     def _event_topic(self, device: DeviceIdentity, event: str) -> str:
         # One shared string per device and event: a queued reading then holds no topic of its

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 PAGE = 500
 """Rows read back from disk at a time."""
+MAX_DISK_LAG = 5000
+"""Appends waiting for their commit above which :meth:`Outbox.caught_up` makes producers wait:
+each costs ~1 KB until committed, so a producer faster than the disk is slowed to its pace
+instead of growing memory (an uplink outage never triggers this: the disk keeps up)."""
 ENTRY_OVERHEAD = 320
 """Bytes a message held in memory costs besides its topic and payload (the entry, the message
 tuple, the payload's bytes object, their slots in the queues): counted against memory_bytes."""
@@ -117,6 +121,8 @@ class Outbox:
         self._trimming: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._emptied = asyncio.Event()
+        self._caught_up = asyncio.Event()
+        self._lagging = 0
         self._disk_failing = False
         self._dropping = False
         self._episode_drops = 0
@@ -169,6 +175,8 @@ class Outbox:
         )
         row = (lane, device, message.topic, message.payload, message.qos, entry.created)
         appended = self.disk.append([row])
+        self._lagging += 1
+        appended.add_done_callback(self._committed)
         self._stored_rows += 1
         self._stored_bytes += size
         if spill:
@@ -183,6 +191,22 @@ class Outbox:
             appended.add_done_callback(lambda f: self._written(f, entry))
         if self._stored_bytes > self.max_bytes:
             self._maybe_trim()
+
+    @property
+    def lagging(self) -> bool:
+        """Whether more than :data:`MAX_DISK_LAG` appends wait for their commit."""
+        return self._lagging > MAX_DISK_LAG
+
+    async def caught_up(self) -> None:
+        """Wait until the disk is back within half of :data:`MAX_DISK_LAG` appends."""
+        while self._lagging > MAX_DISK_LAG // 2:
+            self._caught_up.clear()
+            await self._caught_up.wait()
+
+    def _committed(self, appended: asyncio.Future[list[int]]) -> None:
+        self._lagging -= 1
+        if self._lagging <= MAX_DISK_LAG // 2:
+            self._caught_up.set()
 
     def _hold_in_memory_only(self, entry: Entry) -> None:
         self.counters["memory_only"] += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from edged.errors import PublishRejected
 from edged.model import OutgoingMessage
 from edged.outbox import DiskThread, OutboxStore
+from edged.outbox import outbox as outbox_module
 from edged.outbox.outbox import ENTRY_OVERHEAD, Entry, Outbox
 from edged.uplink import DeliveryLost, UplinkClosedError
 
@@ -252,4 +254,38 @@ async def test_messages_that_all_went_to_disk_are_still_read_back(tmp_path: Path
             box.put(BULK, "a", msg("a", n))
         assert [label(e) for e in await take(box, 10)] == [f"a{n}" for n in range(10)]
     finally:
+        await box.close()
+
+
+class HeldCommits(OutboxStore):
+    """A store whose commits wait until the test lets them through (a slow card)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.go = threading.Event()
+
+    def commit(self) -> None:
+        self.go.wait(10)
+        super().commit()
+
+
+async def test_a_producer_faster_than_the_disk_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "MAX_DISK_LAG", 10)
+    store = HeldCommits(str(tmp_path / "o.db"))
+    box = Outbox(DiskThread(store, commit_interval=0.0), max_bytes=1 << 30)
+    await box.start()
+    try:
+        for n in range(11):
+            box.put(BULK, "a", msg("a", n))
+        assert box.lagging
+        waiting = asyncio.ensure_future(box.caught_up())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        store.go.set()
+        await asyncio.wait_for(waiting, 5)
+        assert not box.lagging
+    finally:
+        store.go.set()
         await box.close()
