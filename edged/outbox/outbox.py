@@ -41,7 +41,7 @@ from typing import Any
 from edged.errors import PublishRejected
 from edged.model import OutgoingMessage
 from edged.outbox.diskthread import DiskThread
-from edged.outbox.store import BULK_LANE, LANES, OutboxError, StoredMessage, message_size
+from edged.outbox.store import BULK_LANE, LANES, OutboxError, Row, StoredMessage, message_size
 from edged.uplink import UplinkClosedError
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ MAX_DISK_LAG = 5000
 """Appends waiting for their commit above which :meth:`Outbox.caught_up` makes producers wait:
 each costs ~1 KB until committed, so a producer faster than the disk is slowed to its pace
 instead of growing memory (an uplink outage never triggers this: the disk keeps up)."""
+BATCH = 1000
+"""Messages put in one loop turn above which they are handed to the disk at once."""
 ENTRY_OVERHEAD = 320
 """Bytes a message held in memory costs besides its topic and payload (the entry, the message
 tuple, the payload's bytes object, their slots in the queues): counted against memory_bytes."""
@@ -123,6 +125,7 @@ class Outbox:
         self._emptied = asyncio.Event()
         self._caught_up = asyncio.Event()
         self._lagging = 0
+        self._batch: list[tuple[Row, Entry, bool]] = []
         self._disk_failing = False
         self._dropping = False
         self._episode_drops = 0
@@ -154,6 +157,7 @@ class Outbox:
 
     async def close(self) -> None:
         """Stop reading and writing: commit what is queued and close the disk (bounded)."""
+        self._flush()
         self._closed = True
         for task in (self._paging, self._trimming):
             if task is not None:
@@ -171,26 +175,36 @@ class Outbox:
             return
         state = self._device(lane, device)
         spill = not self._disk_failing and (
-            state.spilled or self._memory + size + ENTRY_OVERHEAD > self.memory_bytes
+            state.spilled > 0 or self._memory + size + ENTRY_OVERHEAD > self.memory_bytes
         )
         row = (lane, device, message.topic, message.payload, message.qos, entry.created)
-        appended = self.disk.append([row])
+        self._batch.append((row, entry, spill))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        elif len(self._batch) >= BATCH:
+            self._flush()
         self._lagging += 1
-        appended.add_done_callback(self._committed)
         self._stored_rows += 1
         self._stored_bytes += size
         if spill:
             state.spilled += 1
             self._spilled += 1
-            appended.add_done_callback(lambda f: self._spill_settled(f, entry))
             self._maybe_page_in()  # memory may have room, if it spilled to keep the order
         else:
             if self._disk_failing:
                 self._make_room(size)
             self._hold(entry)
-            appended.add_done_callback(lambda f: self._written(f, entry))
         if self._stored_bytes > self.max_bytes:
             self._maybe_trim()
+
+    def _flush(self) -> None:
+        """Hand the messages put since the last flush to the disk as one append (once per loop
+        turn: one future and one hand-over per batch, not per message)."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        appended = self.disk.append([row for row, _, _ in batch])
+        appended.add_done_callback(lambda f: self._batch_written(f, batch))
 
     @property
     def lagging(self) -> bool:
@@ -202,11 +216,6 @@ class Outbox:
         while self._lagging > MAX_DISK_LAG // 2:
             self._caught_up.clear()
             await self._caught_up.wait()
-
-    def _committed(self, appended: asyncio.Future[list[int]]) -> None:
-        self._lagging -= 1
-        if self._lagging <= MAX_DISK_LAG // 2:
-            self._caught_up.set()
 
     def _hold_in_memory_only(self, entry: Entry) -> None:
         self.counters["memory_only"] += 1
@@ -245,33 +254,39 @@ class Outbox:
         self._ready[entry.lane][entry.device] = None
         self._wakeup.set()
 
-    def _written(self, appended: asyncio.Future[list[int]], entry: Entry) -> None:
+    def _batch_written(
+        self, appended: asyncio.Future[list[int]], batch: list[tuple[Row, Entry, bool]]
+    ) -> None:
+        self._lagging -= len(batch)
+        if self._lagging <= MAX_DISK_LAG // 2:
+            self._caught_up.set()
         if appended.cancelled() or appended.exception() is not None:
             self._disk_failed(appended)
-            self._unstore(entry.size)
+            for _, entry, spilled in batch:
+                self._not_written(entry, spilled)
             return
         self._disk_ok()
-        entry.row = appended.result()[0]
-        state = self._device(entry.lane, entry.device)
-        state.memory_upto = max(state.memory_upto, entry.row)
-        if entry.done:
-            self._delete(entry)
-        else:
-            self._resident[entry.row] = entry
+        for (_, entry, spilled), row in zip(batch, appended.result(), strict=True):
+            if spilled:
+                continue
+            entry.row = row
+            state = self._device(entry.lane, entry.device)
+            state.memory_upto = max(state.memory_upto, row)
+            if entry.done:
+                self._delete(entry)
+            else:
+                self._resident[row] = entry
 
-    def _spill_settled(self, appended: asyncio.Future[list[int]], entry: Entry) -> None:
-        if not appended.cancelled() and appended.exception() is None:
-            self._disk_ok()
-            return
-        # Never written: keep it in memory after all (it may overtake older rows still on disk).
-        self._disk_failed(appended)
+    def _not_written(self, entry: Entry, spilled: bool) -> None:
+        self.counters["memory_only"] += 1
         self._unstore(entry.size)
-        self._device(entry.lane, entry.device).spilled -= 1
-        self._spilled -= 1
-        self._hold(entry)
+        if spilled:
+            # Keep it in memory after all (it may overtake older rows still on disk).
+            self._device(entry.lane, entry.device).spilled -= 1
+            self._spilled -= 1
+            self._hold(entry)
 
     def _disk_failed(self, appended: asyncio.Future[list[int]]) -> None:
-        self.counters["memory_only"] += 1
         if not self._disk_failing:
             self._disk_failing = True
             error = "cancelled" if appended.cancelled() else appended.exception()
@@ -403,6 +418,7 @@ class Outbox:
     async def _trim(self) -> None:
         try:
             while self._stored_bytes > self.max_bytes:
+                self._flush()
                 victims = await self.disk.oldest_bulk(PAGE)
                 if not victims:
                     break  # only command results, device management and alarms left: keep them
@@ -485,6 +501,7 @@ class Outbox:
     async def _page_in(self) -> None:
         try:
             while self._spilled and self._memory * 2 <= self.memory_bytes:
+                self._flush()  # spilled rows put this turn must be on disk before the read
                 rows = await self.disk.load(self._cursor, PAGE)
                 if not rows:
                     break
