@@ -2,7 +2,7 @@
 
 :class:`CommandDesk` takes each command message the platform delivers, decides whether it can
 run, runs it (through the bridge's ``execute``) under a timeout and a concurrency cap, and hands
-one small, valid result event to the send queue's priority lane:
+one small, valid result event to the outbox's priority lane:
 
 * a malformed request (body not JSON, reqId over :data:`MAX_REQ_ID` characters, a command or
   format topic level outside the platform's character set) is answered ``rejected``;
