@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from edged import registry
 from edged.adapters.base import DeviceSpec, Loc
 from edged.config.files import FileProblem, read_regular_file
+from edged.config.management import DeviceManageConfig, ManagedConfig
 from edged.config.models import (
     CommandsConfig,
     DeviceCommonConfig,
@@ -30,6 +31,7 @@ from edged.config.models import (
     StorageConfig,
     TopLevelConfig,
 )
+from edged.config.registration import RegistrationConfig
 from edged.config.report import format_problem
 from edged.config.yamlsource import YamlDocument, format_loc, load_yaml
 from edged.errors import ConfigError
@@ -71,6 +73,8 @@ class ConfiguredDevice:
     event: str
     section: Any
     loc: Loc
+    manage: DeviceManageConfig | None = None
+    """Its device-management options; None when the device is not managed."""
 
     def spec(self) -> DeviceSpec[Any]:
         """The view handed to the adapter plugin."""
@@ -90,6 +94,8 @@ class Config:
     commands: CommandsConfig
     storage: StorageConfig
     logging: LoggingConfig
+    registration: RegistrationConfig
+    managed: ManagedConfig
     devices: tuple[ConfiguredDevice, ...]
     adapter_settings: Mapping[str, BaseModel] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -273,7 +279,9 @@ def _load_devices(
         seen[identity] = loc
         if section is None or not common.enabled:
             continue
-        devices.append(ConfiguredDevice(identity, common.adapter, common.event, section, loc))
+        devices.append(
+            ConfiguredDevice(identity, common.adapter, common.event, section, loc, common.manage)
+        )
     return devices
 
 
@@ -344,6 +352,8 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
         commands=top.commands,
         storage=top.storage,
         logging=top.logging,
+        registration=top.registration,
+        managed=top.managed,
         devices=tuple(devices),
         adapter_settings=settings,
         warnings=tuple(warnings),

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic.fields import FieldInfo
 
+from edged.config.management import DeviceManageConfig, ManagedConfig
+from edged.config.registration import RegistrationConfig
 from edged.config.types import (
     DAY,
     HOUR,
@@ -176,6 +178,8 @@ class DeviceCommonConfig(StrictModel):
     adapter: str
     event: TopicName = "reading"
     enabled: bool = True
+    # Device management for this device (absent: not managed).
+    manage: DeviceManageConfig | None = None
 
 
 class TopLevelConfig(StrictModel):
@@ -186,3 +190,5 @@ class TopLevelConfig(StrictModel):
     commands: CommandsConfig = CommandsConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
+    registration: RegistrationConfig = RegistrationConfig()
+    managed: ManagedConfig = ManagedConfig()
