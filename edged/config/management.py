@@ -1,18 +1,175 @@
 """The ``managed:`` section and each device's ``manage:`` key: the device-management agent.
 
-See docs/dm.md. (The full set of options is filled in with the agent.)
+The gateway is managed when ``managed.enabled`` is true (the default); an attached device is
+managed when its ``manage:`` key is present. Actions are either a local command run by the
+daemon (``run``: an argv list, never a shell line) or, for attached devices, one of the
+device's own adapter commands (``command`` with fixed ``data``). See docs/dm.md.
 """
 
 from __future__ import annotations
 
-from edged.config.types import StrictModel
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+
+from edged.config.types import DAY, HOUR, MINUTE, StrictModel, TopicName, duration_range
+
+PLATFORM_MIN_LIFETIME = 3600.0
+"""The platform's shortest supported manage lifetime; shorter ones are accepted with a warning."""
+
+_DM_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 
 
-class ManagedConfig(StrictModel):
-    """Device management for the gateway itself (and defaults for managed devices)."""
+def _dm_name(value: str) -> str:
+    if _DM_NAME_RE.fullmatch(value) is None:
+        raise ValueError("must be 1-255 of A-Z a-z 0-9 - _ .")
+    return value
 
-    enabled: bool = True
+
+DMName = Annotated[str, Field(min_length=1, max_length=255)]
+"""A bundle, action or parameter name (PROTOCOL.md 4.12)."""
+
+
+class DeviceInfoConfig(StrictModel):
+    """``deviceInfo`` values sent with manage; each overrides what is read from the system."""
+
+    serialNumber: str | None = Field(default=None, max_length=256)  # noqa: N815 - wire names
+    manufacturer: str | None = Field(default=None, max_length=256)
+    model: str | None = Field(default=None, max_length=256)
+    deviceClass: str | None = Field(default=None, max_length=256)  # noqa: N815
+    description: str | None = Field(default=None, max_length=1024)
+    fwVersion: str | None = Field(default=None, max_length=256)  # noqa: N815
+    hwVersion: str | None = Field(default=None, max_length=256)  # noqa: N815
+    descriptiveLocation: str | None = Field(default=None, max_length=1024)  # noqa: N815
+
+
+class LocationConfig(StrictModel):
+    """A fixed location in WGS84 decimal degrees; elevation and accuracy in metres."""
+
+    latitude: float = Field(ge=-90.0, le=90.0)
+    longitude: float = Field(ge=-180.0, le=180.0)
+    elevation: float | None = Field(default=None, ge=-20_000.0, le=100_000.0)
+    accuracy: float | None = Field(default=None, ge=0.0, le=1e7)
+
+
+class ActionParameter(StrictModel):
+    """A parameter a custom action declares (PROTOCOL.md 4.12)."""
+
+    name: DMName
+    required: bool = False
+    default: str | None = None
+    # A regular expression the value must match in full (checked before the action runs).
+    pattern: str | None = None
+
+    _check_name = field_validator("name")(_dm_name)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class ActionConfig(StrictModel):
+    """How one device-management action is carried out: exactly one of ``run`` or ``command``.
+
+    ``run`` is an argv list run by the daemon (parameters reach it as environment variables
+    ``EDGED_PARAM_<NAME>``); ``command`` names one of the device's adapter commands, sent with
+    ``data`` (parameters are added to ``data``).
+    """
+
+    run: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=64)
+    command: TopicName | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    timeout: Annotated[float, duration_range(0.1, HOUR)] = 60.0
+    parameters: tuple[ActionParameter, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ActionConfig:
+        if (self.run is None) == (self.command is None):
+            raise ValueError("give exactly one of run (a local command) or command")
+        if self.run is not None and not self.run[0].startswith("/"):
+            raise ValueError("run: the program must be an absolute path")
+        if self.run is not None and self.data:
+            raise ValueError("data goes with command, not with run")
+        return self
+
+
+class DeviceActionsConfig(StrictModel):
+    """Reboot and factory reset (``supports.deviceActions``)."""
+
+    reboot: ActionConfig | None = None
+    factory_reset: ActionConfig | None = None
+
+
+CustomBundles = dict[DMName, dict[DMName, ActionConfig]]
+"""bundleId -> actionId -> action (``mgmt/custom/<bundleId>/<actionId>``)."""
+
+
+def _check_bundles(value: CustomBundles) -> CustomBundles:
+    for bundle, actions in value.items():
+        _dm_name(bundle)
+        for action in actions:
+            _dm_name(action)
+    return value
+
+
+Lifetime = Annotated[float, duration_range(0.0, 365 * DAY)]
+"""0 means never dormant; below :data:`PLATFORM_MIN_LIFETIME` only with a warning."""
 
 
 class DeviceManageConfig(StrictModel):
-    """One attached device's opt-in to device management."""
+    """One attached device's device management (present: the device is managed)."""
+
+    lifetime: Lifetime | None = None
+    """Defaults to ``managed.lifetime``."""
+    device_info: DeviceInfoConfig = DeviceInfoConfig()
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    location: LocationConfig | None = None
+    actions: DeviceActionsConfig = DeviceActionsConfig()
+    custom: CustomBundles = Field(default_factory=dict)
+
+    _check_custom = field_validator("custom")(_check_bundles)
+
+
+class ManagedConfig(StrictModel):
+    """Device management for the gateway itself, and the agent's own limits."""
+
+    enabled: bool = True
+    lifetime: Lifetime = HOUR
+    device_info: DeviceInfoConfig = DeviceInfoConfig()
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # A fixed location; without it the gateway's location comes from a GPS device, if any.
+    location: LocationConfig | None = None
+    actions: DeviceActionsConfig = DeviceActionsConfig()
+    custom: CustomBundles = Field(default_factory=dict)
+    # Waiting for the platform's answer to our own requests (manage, location, diag).
+    response_timeout: Annotated[float, duration_range(0.1, 10 * MINUTE)] = 30.0
+    # Every platform request is answered within this (500 when an action takes longer).
+    request_timeout: Annotated[float, duration_range(0.1, HOUR)] = 60.0
+    # Platform requests handled at once; beyond it they are answered 409 (retry later).
+    max_requests: int = Field(default=64, ge=1, le=10_000)
+    # A location update is sent when the position moved this far (metres) ...
+    location_min_distance: float = Field(default=10.0, ge=0.0, le=1e7)
+    # ... and at most this often.
+    location_min_interval: Annotated[float, duration_range(0.0, DAY)] = 60.0
+    # Diagnostics (error codes and logs) per device at most this often; changes in between
+    # are coalesced.
+    diag_min_interval: Annotated[float, duration_range(0.0, DAY)] = 10.0
+    # Default: dm.json next to the outbox's database.
+    path: str | None = None
+
+    _check_custom = field_validator("custom")(_check_bundles)
+
+    @model_validator(mode="after")
+    def _gateway_runs_locally(self) -> ManagedConfig:
+        actions = [self.actions.reboot, self.actions.factory_reset]
+        actions.extend(a for bundle in self.custom.values() for a in bundle.values())
+        if any(action is not None and action.command is not None for action in actions):
+            raise ValueError("the gateway's own actions must use run (it has no adapter)")
+        return self
