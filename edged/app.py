@@ -27,6 +27,7 @@ from edged import codec, registry, topics
 from edged.adapters.base import Adapter, AdapterContext
 from edged.bridge import Bridge
 from edged.config import Config
+from edged.forwarder import Forwarder
 from edged.health import HealthReport
 from edged.model import Command, DeviceState, JSONValue
 from edged.notifylog import NotifyLog
@@ -81,6 +82,7 @@ class Gateway:
                     device.identity, DeviceState.DOWN, self._unavailable[device.adapter]
                 )
         self.bridge.gateway_commands.update(self._gateway_commands())
+        self.forwarder = Forwarder(self.outbox, self.bridge.counters)
         self.supervisor = Supervisor(self.adapters, self.bridge)
         client_id = topics.gateway_client_id(config.platform.org, config.gateway)
         self.uplink = Uplink(
@@ -184,7 +186,7 @@ class Gateway:
         uplink = loop.create_task(self.uplink.run(), name="uplink")
         uplink.add_done_callback(self._uplink_ended)
         forwarder = loop.create_task(
-            keep_running("forwarder", lambda: self.bridge.forward(self.uplink)), name="forwarder"
+            keep_running("forwarder", lambda: self.forwarder.run(self.uplink)), name="forwarder"
         )
         adapters = loop.create_task(self.supervisor.run(), name="supervisor")
         background = [

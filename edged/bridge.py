@@ -18,12 +18,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from edged import codec, topics
 from edged.adapters.base import Adapter
 from edged.commands import CommandDesk
-from edged.errors import CommandFailed, CommandUnsupported, PayloadTooLarge
+from edged.errors import CommandFailed, CommandUnsupported
+from edged.forwarder import Forwarder, Publisher
 from edged.model import (
     Command,
     DeviceIdentity,
@@ -35,19 +35,10 @@ from edged.model import (
 from edged.outbox import ALARM_LANE, BULK_LANE, PRIORITY_LANE, Outbox
 from edged.problems import ProblemLog
 from edged.text import safe
-from edged.uplink import UplinkClosedError
 
 log = logging.getLogger(__name__)
 
 TOPIC_CACHE_SIZE = 4096
-
-
-class Publisher(Protocol):
-    """The part of the uplink the forwarder needs."""
-
-    async def publish(self, topic: str, payload: bytes, qos: int) -> asyncio.Future[None]:
-        """Hand one message to the MQTT session (waits while it cannot take more); the future
-        settles when the broker acknowledged it (see :meth:`edged.uplink.Uplink.publish`)."""
 
 
 @dataclass
@@ -185,40 +176,11 @@ class Bridge:
         return True
 
     async def forward(self, publisher: Publisher) -> None:
-        """Hand the outbox's messages to ``publisher`` until cancelled (the forwarder task).
+        """Hand the outbox's messages to ``publisher`` until cancelled, ungated (tests).
 
-        The outbox deletes each message once the broker acknowledged it. A message the uplink
-        refuses for an unexpected reason (a bug, never a network problem: the uplink waits
-        those out) is discarded, counted and logged once per kind of error, so one bad message
-        cannot stop the forwarder or block those behind it.
+        The daemon runs a :class:`~edged.forwarder.Forwarder` with the registrar as its gate.
         """
-        outbox = self.outbox
-        while True:
-            entry = await outbox.next()
-            message = entry.message
-            try:
-                delivery = await publisher.publish(message.topic, message.payload, message.qos)
-            except asyncio.CancelledError:
-                outbox.requeue(entry)
-                raise
-            except UplinkClosedError:
-                outbox.requeue(entry)  # stays stored: sent at the next start
-                raise
-            except PayloadTooLarge:
-                self.counters["oversize_refused"] += 1
-                outbox.discard(entry)
-            except Exception as exc:  # noqa: BLE001 - see the docstring
-                self.counters["publish_errors"] += 1
-                outbox.discard(entry)
-                self._problems.fail(
-                    type(exc).__name__,
-                    f"dropped a message on {safe(message.topic)}: {safe(exc)!s} "
-                    "(further ones counted in the status event as publish_errors)",
-                    logging.ERROR,
-                )
-            else:
-                outbox.sent(entry, delivery)
-                self.counters["forwarded"] += 1
+        await Forwarder(self.outbox, self.counters).run(publisher)
 
     # -- incoming ------------------------------------------------------------------------------
 
