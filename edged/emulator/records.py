@@ -145,6 +145,27 @@ class SentNotify:
     at: float
 
 
+DropReason: TypeAlias = Literal["registration-failed", "failure-window"]
+"""Why the emulated platform dropped a gateway publication (see :mod:`edged.emulator.autoreg`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedPublication:
+    """A gateway publication the platform dropped because its device could not be registered.
+
+    ``reason`` is ``registration-failed`` for the message whose registration attempt failed and
+    ``failure-window`` for a message that came while the platform does not retry that device.
+    ``message`` is the registration error (a text of :mod:`edged.emulator.notify`); ``at`` is
+    when it arrived (``time.time()``).
+    """
+
+    device: DeviceIdentity
+    topic: str
+    reason: DropReason
+    message: str
+    at: float
+
+
 @dataclass(frozen=True, slots=True)
 class ManagedState:
     """A device's device-management state as the emulated DM server holds it.
