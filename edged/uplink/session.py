@@ -123,6 +123,7 @@ class Uplink:
         self._refused_filters: set[str] = set()
         self._rejected_reasons: set[int] = set()
         self._callback_failed = False
+        self._connect_listeners: list[Callable[[], None]] = []
         # counters
         self._connects = 0
         self._attempts = 0
@@ -215,6 +216,19 @@ class Uplink:
         self._subs.want(filters)
         if self._connected:
             self._apply_subscriptions()
+
+    def add_connect_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` on the loop after every accepted connection (first and later),
+        once the subscription set was sent. It must not block; an exception is logged."""
+        self._connect_listeners.append(listener)
+
+    def _tell_connected(self, listener: Callable[[], None]) -> None:
+        if not self._connected:
+            return  # the connection dropped again before the listener's turn
+        try:
+            listener()
+        except Exception:
+            log.exception("a connection listener failed")
 
     async def wait_connected(self) -> None:
         """Return once the session is connected."""
@@ -589,6 +603,8 @@ class Uplink:
         if connack is not None and not connack.done():
             connack.set_result(None)
         self._wake()
+        for listener in list(self._connect_listeners):
+            asyncio.get_running_loop().call_soon(self._tell_connected, listener)
 
     def _on_disconnect(
         self,

@@ -253,3 +253,13 @@ async def test_frozen_broker_is_detected_by_keepalive_and_nothing_is_lost(
         assert await uplink.flush(5)
         expected = {f"frozen-{index}".encode() for index in range(10)}
         await eventually(lambda: expected <= set(app.payloads()), what="all ten messages")
+
+
+async def test_connect_listeners_hear_every_accepted_connection(broker: Broker) -> None:
+    uplink = Uplink(settings_for(broker), Inbox())
+    heard: list[bool] = []
+    uplink.add_connect_listener(lambda: heard.append(uplink.connected))
+    async with running(uplink):
+        await eventually(lambda: heard == [True], what="the first connection heard")
+        broker.restart()
+        await eventually(lambda: heard == [True, True], within=15, what="the reconnection heard")
