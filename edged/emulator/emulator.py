@@ -23,8 +23,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import orjson
+
 from edged.emulator import grammar, notify
 from edged.emulator.answers import Answer
+from edged.emulator.autoreg import DEFAULT_MAX_PENDING, AutoRegistration
 from edged.emulator.connection import Connection, EmulatorError
 from edged.emulator.inbound import Inbound
 from edged.emulator.outbound import Outbound
@@ -39,6 +42,7 @@ from edged.emulator.records import (
     SentNotify,
     Violation,
 )
+from edged.emulator.registration import RegistrationAPI
 from edged.model import DeviceIdentity
 
 __all__ = ["EmulatorError", "Listener", "PlatformEmulator"]
@@ -46,12 +50,14 @@ __all__ = ["EmulatorError", "Listener", "PlatformEmulator"]
 T = TypeVar("T")
 
 
-class PlatformEmulator:
+class PlatformEmulator(RegistrationAPI):
     """A local stand-in for the platform, as an MQTT v5 application client ``a:<org>:<app_id>``.
 
     It subscribes to everything, records and checks every gateway publication (see
     :mod:`edged.emulator.rules`), keeps a device registry, answers the gateway's own DM requests
-    and sends commands, notify messages and DM requests.
+    and sends commands, notify messages and DM requests. With ``registration_delay`` it models
+    the auto-registration of the gateway's devices (methods in
+    :class:`~edged.emulator.registration.RegistrationAPI`).
 
     Args:
         host: Broker host.
@@ -66,6 +72,13 @@ class PlatformEmulator:
         keepalive: MQTT keep-alive in seconds.
         min_lifetime: Smallest non-zero manage lifetime accepted without a violation.
         connect_timeout: Seconds :meth:`start` waits for CONNACK and SUBACK.
+        gateway: The gateway under test; every other device counts as attached to it.
+        registration_delay: Model auto-registration (PROTOCOL.md §3.1, see
+            :mod:`edged.emulator.autoreg`): a new device is pending this many seconds before it
+            is registered. ``None`` (the default): every device is accepted at once. Needs
+            ``gateway``.
+        max_pending: Pending registrations of the gateway beyond which a new device is a
+            ``registration-cap`` violation.
     """
 
     def __init__(
@@ -82,6 +95,9 @@ class PlatformEmulator:
         keepalive: int = 30,
         min_lifetime: int = 3600,
         connect_timeout: float = 10.0,
+        gateway: DeviceIdentity | None = None,
+        registration_delay: float | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.host = host
         self.port = port
@@ -105,7 +121,16 @@ class PlatformEmulator:
         )
         connection = self._connection
         self._recorder = Recorder(self._cond, connected=lambda: connection.connected)
-        self._inbound = Inbound(self._recorder, min_lifetime)
+        self.gateway = gateway
+        self._autoreg: AutoRegistration | None = None
+        if registration_delay is not None:
+            if gateway is None:
+                raise ValueError("registration_delay needs the gateway")
+            self._autoreg = AutoRegistration(
+                gateway, org=org, delay=registration_delay, max_pending=max_pending
+            )
+            self._recorder.next_change = self._autoreg.next_change
+        self._inbound = Inbound(self._recorder, min_lifetime, self._autoreg)
         self._outbound = Outbound(org, self._recorder, self._connection)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -148,6 +173,8 @@ class PlatformEmulator:
         received = self._inbound.receive(topic, payload, qos, retain)
         if received.answer is not None:
             self._connection.publish_nowait(*received.answer)
+        for sent in received.notifies:  # never wait for a PUBACK on the network thread
+            self._connection.publish_nowait(sent.topic, orjson.dumps(sent.body))
         self._recorder.emit(received.records)
 
     # -- listeners -------------------------------------------------------------------------------
@@ -223,8 +250,15 @@ class PlatformEmulator:
         return record is not None and record.dm.is_managed(time.time())
 
     def clear(self, *, registry: bool = False) -> None:
-        """Forget recorded messages, violations and exchanges (and the registry if asked)."""
-        self._recorder.clear(registry=registry)
+        """Forget recorded messages, violations and exchanges (and the registry if asked).
+
+        With auto-registration, also the dropped publications and the pending history; with
+        ``registry`` also every registration, pending or failed, and the failures injected.
+        """
+        with self._cond:
+            self._recorder.clear(registry=registry)
+            if self._autoreg is not None:
+                self._autoreg.clear(states=registry)
 
     # -- waiting ---------------------------------------------------------------------------------
 

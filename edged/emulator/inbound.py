@@ -13,6 +13,7 @@ import orjson
 
 from edged.emulator import dmrules, grammar, rules
 from edged.emulator.answers import AnswerPolicy
+from edged.emulator.autoreg import AutoRegistration
 from edged.emulator.recorder import Recorder
 from edged.emulator.records import (
     DMExchange,
@@ -20,15 +21,18 @@ from edged.emulator.records import (
     Publication,
     ReceivedEvent,
     Record,
+    SentNotify,
     Violation,
 )
 
 
 class Received(NamedTuple):
-    """What a received message calls for: an answer to publish, and records for the listeners."""
+    """What a received message calls for: an answer to publish, and records for the listeners;
+    and notify messages to publish (a failed auto-registration)."""
 
     answer: tuple[str, bytes] | None
     records: list[Record]
+    notifies: tuple[SentNotify, ...] = ()
 
 
 class Inbound:
@@ -37,11 +41,17 @@ class Inbound:
     Args:
         recorder: Where to record (under its lock).
         min_lifetime: Smallest non-zero manage lifetime accepted without a violation.
+        autoreg: The platform's auto-registration of devices; ``None``: every device is
+            accepted at once.
     """
 
-    def __init__(self, recorder: Recorder, min_lifetime: int) -> None:
+    def __init__(
+        self, recorder: Recorder, min_lifetime: int, autoreg: AutoRegistration | None = None
+    ) -> None:
         self._rec = recorder
         self._min_lifetime = min_lifetime
+        self.autoreg = autoreg
+        """Change or read it only with the recorder's lock held."""
         self.answers = AnswerPolicy()
         """How the DM server answers; change it only with the recorder's lock held."""
 
@@ -59,6 +69,7 @@ class Inbound:
         now = time.time()
         emitted: list[Record] = []
         answer: tuple[str, bytes] | None = None
+        notifies: tuple[SentNotify, ...] = ()
         rec = self._rec
         with rec.cond:
             rec.publications.append(
@@ -75,7 +86,17 @@ class Inbound:
             )
             violations = list(checked.violations)
             parsed = checked.parsed
-            if checked.accepted and isinstance(parsed, grammar.EventTopic):
+            accepted = checked.accepted
+            if accepted and parsed is not None and self.autoreg is not None:
+                admission = self.autoreg.admit(parsed.device, topic, now)
+                accepted = admission.accepted  # False: dropped, recorded as a publication only
+                if admission.violation is not None:
+                    violations.append(admission.violation)
+                if admission.notify is not None:
+                    notifies = (admission.notify,)
+                    rec.notifies.append(admission.notify)
+                    emitted.append(admission.notify)
+            if accepted and isinstance(parsed, grammar.EventTopic):
                 event = ReceivedEvent(
                     parsed.device,
                     parsed.event,
@@ -90,7 +111,7 @@ class Inbound:
                 rec.events.append(event)
                 rec.registry.saw_event(event)
                 emitted.append(event)
-            elif checked.accepted and isinstance(parsed, grammar.DMTopic):
+            elif accepted and isinstance(parsed, grammar.DMTopic):
                 answer = self._receive_dm(
                     parsed,
                     topic=topic,
@@ -103,7 +124,7 @@ class Inbound:
             rec.violations.extend(violations)
             emitted.extend(violations)
             rec.cond.notify_all()
-        return Received(answer, emitted)
+        return Received(answer, emitted, notifies)
 
     def _receive_dm(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
@@ -68,6 +69,9 @@ class Recorder:
         self.outstanding: set[str] = set()  # ... of which no answer came yet
         self.dm_responses: dict[str, DMMessage] = {}  # first answer per reqId
         self._listeners: list[Listener] = []
+        self.next_change: Callable[[], float | None] | None = None
+        """``time.monotonic()`` of the next state change that comes with time alone, if any
+        (called with ``cond`` held)."""
 
     def device(self, device: DeviceIdentity) -> DeviceRecord | None:
         """The registry record of ``device``, ``None`` when never seen."""
@@ -130,10 +134,17 @@ class Recorder:
         Raises:
             TimeoutError: not truthy within ``timeout`` seconds.
         """
+        deadline = time.monotonic() + timeout
         with self.cond:
-            result = self.cond.wait_for(predicate, timeout)
-        if not result:
-            raise TimeoutError(f"{what or 'condition'} not met within {timeout:g} s")
+            while not (result := predicate()):
+                now = time.monotonic()
+                if now >= deadline:
+                    raise TimeoutError(f"{what or 'condition'} not met within {timeout:g} s")
+                # Some changes come with time alone (a registration falling due), with no
+                # notify_all(): wake for them too.
+                change = self.next_change() if self.next_change is not None else None
+                wake = deadline if change is None else min(deadline, max(change, now + 0.001))
+                self.cond.wait(wake - now)
         return result
 
     def wait_for_events(
