@@ -32,10 +32,10 @@ from edged.health import HealthReport
 from edged.model import Command, DeviceState, JSONValue
 from edged.notifylog import NotifyLog
 from edged.outbox import DiskThread, Outbox, OutboxStore
+from edged.router import Router
 from edged.supervisor import Supervisor, keep_running
 from edged.systemd import Notifier
-from edged.text import safe
-from edged.uplink import IncomingMessage, Uplink, UplinkSettings
+from edged.uplink import Uplink, UplinkSettings
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,17 @@ class Gateway:
         self.forwarder = Forwarder(self.outbox, self.bridge.counters)
         self.supervisor = Supervisor(self.adapters, self.bridge)
         client_id = topics.gateway_client_id(config.platform.org, config.gateway)
-        self.uplink = Uplink(
-            UplinkSettings.from_config(config.platform, config.token, client_id), self._on_message
+        self.router = Router(
+            config.gateway,
+            self.bridge.owners.keys() | {device.identity for device in config.devices},
+            commands=self.bridge.handle_command_message,
+            refuse_unnamed=self.bridge.commands.refuse_unnamed,
+            notify=self.notify.handle,
         )
-        self.uplink.set_subscriptions(self._subscriptions())
+        self.uplink = Uplink(
+            UplinkSettings.from_config(config.platform, config.token, client_id), self.router.route
+        )
+        self.uplink.set_subscriptions(self.router.subscriptions())
         self.health = HealthReport(
             self.bridge, self.uplink, self.supervisor, self.adapters, self.notify, self._unavailable
         )
@@ -109,32 +116,11 @@ class Gateway:
                 log.error("%s; its %d device(s) are marked down", reason, len(specs))
                 self._unavailable[name] = reason
 
-    def _subscriptions(self) -> list[tuple[str, int]]:
-        gateway = self.config.gateway
-        filters = [(topics.command_filter(gateway), 1), (topics.notify_topic(gateway), 1)]
-        filters.extend(
-            (topics.command_filter(device.identity), 1) for device in self.config.devices
-        )
-        return filters
-
     def _gateway_commands(self) -> dict[str, Callable[[Command], Mapping[str, JSONValue] | None]]:
         return {
             "ping": lambda command: {"pong": True},
             "status": lambda command: self.status(),
         }
-
-    # -- incoming messages ---------------------------------------------------------------------
-
-    def _on_message(self, message: IncomingMessage) -> None:
-        parsed = topics.parse(message.topic)
-        if isinstance(parsed, topics.CommandTopic | topics.MalformedCommandTopic):
-            self.bridge.handle_command_message(parsed, message.payload)
-        elif isinstance(parsed, topics.NotifyTopic):
-            self.notify.handle(message.payload)
-        elif parsed is None and "/cmd/" in message.topic:
-            self.bridge.commands.refuse_unnamed(message.topic)
-        else:
-            log.debug("ignored a message on %s", safe(message.topic))
 
     # -- status --------------------------------------------------------------------------------
 

@@ -57,6 +57,11 @@ def command_filter(device: DeviceIdentity) -> str:
     return f"iot-2/type/{device.type_id}/id/{device.device_id}/cmd/+/fmt/+"
 
 
+def command_filter_for_type(type_id: str) -> str:
+    """The subscription that receives every command for every device of type ``type_id``."""
+    return f"iot-2/type/{type_id}/id/+/cmd/+/fmt/+"
+
+
 def notify_topic(gateway: DeviceIdentity) -> str:
     """The gateway's notify topic (platform errors about the gateway's requests)."""
     return f"iot-2/type/{gateway.type_id}/id/{gateway.device_id}/notify"
@@ -65,6 +70,11 @@ def notify_topic(gateway: DeviceIdentity) -> str:
 def dm_request_filter(device: DeviceIdentity) -> str:
     """The subscription that receives every device-management message for ``device``."""
     return f"iotdm-1/type/{device.type_id}/id/{device.device_id}/#"
+
+
+def dm_request_filter_all() -> str:
+    """The subscription that receives every device-management message for any device."""
+    return "iotdm-1/type/+/id/+/#"
 
 
 def dm_platform_topic(device: DeviceIdentity, suffix: str) -> str:

@@ -49,6 +49,8 @@ def test_command_topics_and_filter() -> None:
     assert topics.command_topic(GW, "raw", "bin") == "iot-2/type/gw/id/GW1/cmd/raw/fmt/bin"
     assert topics.command_filter(S1) == "iot-2/type/sensor/id/S1/cmd/+/fmt/+"
     assert topics.command_filter(GW) == "iot-2/type/gw/id/GW1/cmd/+/fmt/+"
+    # §2.1: "+ allowed for typeId, deviceId, commandId, format"
+    assert topics.command_filter_for_type("sensor") == "iot-2/type/sensor/id/+/cmd/+/fmt/+"
 
 
 def test_notify_topic() -> None:
@@ -61,6 +63,8 @@ def test_device_management_topics() -> None:
     # iotdevice-1/type/<T>/id/<D>/<suffix>; the subscription ends in # (§4.1, §7 question 8).
     assert topics.dm_request_filter(GW) == "iotdm-1/type/gw/id/GW1/#"
     assert topics.dm_request_filter(S1) == "iotdm-1/type/sensor/id/S1/#"
+    # §4.1: "+ may replace T and D (e.g. iotdm-1/type/+/id/+/#)"
+    assert topics.dm_request_filter_all() == "iotdm-1/type/+/id/+/#"
     manage = topics.dm_device_topic(S1, "mgmt/manage")
     assert manage == "iotdevice-1/type/sensor/id/S1/mgmt/manage"
     assert topics.dm_platform_topic(S1, "response") == "iotdm-1/type/sensor/id/S1/response"
