@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from edged import registry
 from edged.adapters.base import DeviceSpec, Loc
 from edged.config.files import FileProblem, read_regular_file
-from edged.config.management import DeviceManageConfig, ManagedConfig
+from edged.config.management import PLATFORM_MIN_LIFETIME, DeviceManageConfig, ManagedConfig
 from edged.config.models import (
     CommandsConfig,
     DeviceCommonConfig,
@@ -236,6 +236,26 @@ def _check_plain_tcp(platform: PlatformConfig, doc: YamlDocument, warnings: list
     )
 
 
+def _check_lifetimes(
+    managed: ManagedConfig, devices: list[ConfiguredDevice], doc: YamlDocument, warnings: list[str]
+) -> None:
+    places: list[tuple[Loc, float | None]] = [(("managed", "lifetime"), managed.lifetime)]
+    places.extend(
+        ((*device.loc, "manage", "lifetime"), device.manage.lifetime)
+        for device in devices
+        if device.manage is not None
+    )
+    for loc, lifetime in places:
+        if lifetime and lifetime < PLATFORM_MIN_LIFETIME:
+            warnings.append(
+                doc.problem(
+                    loc,
+                    f"warning: a lifetime of {lifetime:g} s is below the platform's minimum of "
+                    f"{PLATFORM_MIN_LIFETIME:g} s (the platform may refuse it; meant for tests)",
+                )
+            )
+
+
 def _load_devices(
     doc: YamlDocument, raw_devices: Any, problems: list[str]
 ) -> list[ConfiguredDevice]:
@@ -342,6 +362,8 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
             if device.identity == gateway
         )
     settings = _load_adapter_settings(doc, data.get("adapters"), devices, problems)
+    if top is not None:
+        _check_lifetimes(top.managed, devices, doc, warnings)
     if problems or top is None:
         raise ConfigError(problems)
     return Config(
