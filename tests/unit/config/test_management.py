@@ -77,7 +77,8 @@ def test_short_lifetimes_are_accepted_with_a_warning_each() -> None:
         ),
         ("managed: {custom: {'bad bundle': {a: {run: [/bin/true]}}}}", "managed.custom", "1-255"),
         (
-            "managed: {custom: {b: {a: {run: [/bin/true], parameters: [{name: p, pattern: '('}]}}}}",
+            "managed: {custom: {b: {a: {run: [/bin/true],"
+            " parameters: [{name: p, pattern: '('}]}}}}",
             "managed.custom.b.a.parameters[0].pattern",
             "regular expression",
         ),
