@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 from edged.model import DeviceIdentity
 
 EX_OK = 0
+EX_USAGE = 64
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 
@@ -60,6 +61,31 @@ def parse_command_spec(text: str) -> CommandSpec:
     except orjson.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: the body is not JSON: {exc}") from None
     return CommandSpec(DeviceIdentity(type_id, device_id), command, data)
+
+
+def parse_device(text: str) -> DeviceIdentity:
+    """Parse ``TYPE/ID``.
+
+    Raises:
+        argparse.ArgumentTypeError: not two valid ids.
+    """
+    type_id, _, device_id = text.partition("/")
+    if not (grammar.is_valid_id(type_id) and grammar.is_valid_id(device_id)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected TYPE/ID with valid ids")
+    return DeviceIdentity(type_id, device_id)
+
+
+def _non_negative(convert: Callable[[str], float]) -> Callable[[str], Any]:
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is negative")
+        return value
+
+    return parse
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,6 +122,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="send this command once connected (repeatable)",
     )
     parser.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    parser.add_argument(
+        "--gateway",
+        type=parse_device,
+        metavar="TYPE/ID",
+        help="the gateway; every other device counts as attached to it",
+    )
+    parser.add_argument(
+        "--registration-delay",
+        type=_non_negative(float),
+        metavar="SECONDS",
+        help="model auto-registration: a new device is pending this long (needs --gateway)",
+    )
+    parser.add_argument(
+        "--max-pending",
+        type=_non_negative(int),
+        default=128,
+        metavar="N",
+        help="pending registrations beyond which a new device is a violation (default 128)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -105,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     from edged.emulator.emulator import EmulatorError, PlatformEmulator
     from edged.emulator.render import Renderer, format_summary, use_color
 
+    if args.registration_delay is not None and args.gateway is None:
+        print("edged emulator: --registration-delay needs --gateway", file=sys.stderr)
+        return EX_USAGE
     try:
         password = args.password_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -122,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
         password=password,
         tls_ca_file=args.tls_ca,
         tls=args.tls,
+        gateway=args.gateway,
+        registration_delay=args.registration_delay,
+        max_pending=args.max_pending,
     )
     emulator.add_listener(_printer(renderer, out))
     try:

@@ -121,3 +121,41 @@ def test_cli_exits_69_when_the_broker_refuses(broker: Broker, tmp_path: Path) ->
     assert result.returncode == 69
     assert "refused" in result.stderr
     assert time.monotonic() - started < 10
+
+
+def test_cli_models_auto_registration(broker: Broker, gateway: RawClient, tmp_path: Path) -> None:
+    password_file = tmp_path / "app-password"
+    password_file.write_text(broker.app_password + "\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"}
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "edged", "emulator",
+            "--host", broker.host, "--port", str(broker.port), "--org", ORG,
+            "--username", APP_USER, "--password-file", str(password_file),
+            "--gateway", "test-gw/gw-0001", "--registration-delay", "30", "--max-pending", "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        env=env,
+    )  # fmt: skip
+    output = Output(process)
+    try:
+        output.wait_for("Ctrl-C to stop")
+        gateway.publish(f"iot-2/{PATH[GATEWAY]}/evt/status/fmt/json", event_body(up=True))
+        gateway.publish(BOILER_READING, event_body(t=1))  # pending: 1 of at most 1
+        gateway.publish("iot-2/type/pump/id/pump-7/evt/reading/fmt/json", event_body(t=2))
+        line = output.wait_for("VIOLATION registration-cap")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        output.join()
+        assert process.stdout is not None
+        process.stdout.close()
+
+    assert "iot-2/type/pump/id/pump-7" in line
+    assert "1 violation(s): registration-cap x1" in output.lines

@@ -67,3 +67,46 @@ def test_unreadable_password_file_exits_66(
 def test_paho_private_api_the_emulator_relies_on() -> None:
     """Canary: stop() closes paho's wake-up socket pair through ``Client._reset_sockets``."""
     assert callable(getattr(mqtt.Client, "_reset_sockets", None))
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(
+        ["emulator", "--org", "o", "--username", "u", "--password-file", "p", *argv]
+    )
+
+
+def test_auto_registration_options() -> None:
+    args = _parse("--gateway", "gw/g1", "--registration-delay", "2.5", "--max-pending", "0")
+    assert args.gateway == DeviceIdentity("gw", "g1")
+    assert (args.registration_delay, args.max_pending) == (2.5, 0)
+    off = _parse()
+    assert (off.gateway, off.registration_delay, off.max_pending) == (None, None, 128)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--gateway", "g1"],
+        ["--gateway", "gw/g 1"],
+        ["--registration-delay", "-1"],
+        ["--registration-delay", "nan"],
+        ["--registration-delay", "soon"],
+        ["--max-pending", "-1"],
+        ["--max-pending", "1.5"],
+    ],
+)
+def test_bad_auto_registration_options(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        _parse(*argv)
+
+
+def test_registration_delay_needs_the_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "p").write_text("secret")
+    args = _parse("--registration-delay", "1")
+    args.password_file = tmp_path / "p"
+    assert cli.run(args) == cli.EX_USAGE
+    assert "needs --gateway" in capsys.readouterr().err
