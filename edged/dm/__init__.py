@@ -1,0 +1,1 @@
+"""The iotdm-1 device-management agent (docs/dm.md)."""
