@@ -127,3 +127,23 @@ def test_a_failed_registration_drops_messages_for_its_window(
     assert len(platform.dropped(BOILER)) == 3
     assert platform.dropped(PUMP) == []
     assert gateway.received.empty()  # only the one notify reached the gateway
+
+
+def test_with_the_model_off_every_device_is_registered_once_seen(
+    emu: PlatformEmulator, gateway: RawClient
+) -> None:
+    assert emu.registration_state(BOILER) == "unknown"
+    gateway.publish(BOILER_READING, event_body(t=1))
+    emu.wait_registered([BOILER], timeout=5)
+    assert (emu.pending_count(), emu.max_pending_seen(), emu.pending_history()) == (0, 0, [])
+    with pytest.raises(ValueError, match="auto-registration is off"):
+        emu.fail_registration(PUMP, n.INTERNAL_ERROR, window=1)
+    with pytest.raises(TimeoutError, match="pump/pump-7"):
+        emu.wait_registered([BOILER, PUMP], timeout=0.2)
+
+
+def test_registration_delay_needs_the_gateway(broker: Broker) -> None:
+    with pytest.raises(ValueError, match="needs the gateway"):
+        PlatformEmulator(
+            broker.host, broker.port, ORG, username=APP_USER, password="x", registration_delay=1
+        )
