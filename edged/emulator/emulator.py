@@ -99,6 +99,8 @@ class PlatformEmulator(RegistrationAPI):
         registration_delay: float | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
+        if registration_delay is not None and gateway is None:
+            raise ValueError("registration_delay needs the gateway")
         self.host = host
         self.port = port
         self.org = org
@@ -123,9 +125,7 @@ class PlatformEmulator(RegistrationAPI):
         self._recorder = Recorder(self._cond, connected=lambda: connection.connected)
         self.gateway = gateway
         self._autoreg: AutoRegistration | None = None
-        if registration_delay is not None:
-            if gateway is None:
-                raise ValueError("registration_delay needs the gateway")
+        if registration_delay is not None and gateway is not None:
             self._autoreg = AutoRegistration(
                 gateway, org=org, delay=registration_delay, max_pending=max_pending
             )
