@@ -136,8 +136,10 @@ class Registrar:
         self._limit_timer: Cancellable | None = None
         self._save_timer: Cancellable | None = None
         self._offered: str | None = None
-        """The pending device the outbox last took a message of: its probe may be on its way
-        to :meth:`track` (the forwarder is waiting for the uplink), so its slot is kept."""
+        """The pending device whose message the outbox took last, when :meth:`is_held` was not
+        called since: the forwarder may be waiting for the uplink to take that probe, so the
+        device keeps its slot. (One forwarder takes one message at a time and the outbox calls
+        ``is_held`` only while looking for the next one.)"""
         self._unconfigured = 0
         self._closed = False
 
@@ -199,6 +201,8 @@ class Registrar:
         Admits an unknown device (makes it pending) when nobody waits, a slot is free and no
         limit backoff runs; otherwise it joins the waiting queue.
         """
+        # The outbox asks only between takes: any earlier offer is settled (see _offered).
+        self._offered = None
         if device_key in self._free:
             return False
         record = self._records.get(device_key)
