@@ -97,9 +97,12 @@ class DMAgent:
             min_distance=settings.location_min_distance,
             min_interval=settings.location_min_interval,
             clock=clock,
+            wall=wall,
         )
         self.diag = DiagTracker(min_interval=settings.diag_min_interval, clock=clock)
         self._wake = asyncio.Event()
+        self._unnotified: dict[DeviceIdentity, list[str]] = {}
+        self._save_later = False
         if location is not None and settings.enabled and settings.location is None:
             location.subscribe(self._on_fix)
 
@@ -109,6 +112,8 @@ class DMAgent:
         """Read the persisted state (once, at start) and decide which devices to unmanage."""
         self.state = DMState.from_json(self._state_file.load())
         self.lifecycle.let_go(self.state.managed - set(self.targets))
+        for target in self.targets.values():  # readable at once; notified after the manage
+            self._unnotified[target.device] = self._apply_local(target)
         pending = self.state.pending_action
         if pending is not None:
             req_id = pending.get("reqId")
@@ -122,7 +127,10 @@ class DMAgent:
                 self.out.answers.answered(self.gateway, req_id, codes.ACCEPTED, payload)
 
     def _save(self) -> None:
-        self._state_file.save(self.state.to_json())
+        try:
+            self._state_file.save(self.state.to_json())
+        except RuntimeError:  # no event loop yet (load() at start): saved at the next chance
+            self._save_later = True
 
     async def _remember_action(self, pending: dict[str, Any] | None) -> None:
         self.state.pending_action = None if pending is None else {**pending, "at": self.wall()}
@@ -141,6 +149,9 @@ class DMAgent:
     def connected(self) -> None:
         """The uplink (re)connected: manage everything again and unmanage the leavers."""
         self.counters["connects"] += 1
+        if self._save_later:
+            self._save_later = False
+            self._save()
         self.lifecycle.connected()
         self._wake.set()
 
@@ -168,6 +179,7 @@ class DMAgent:
         parsed = rq.parse(topic.suffix, payload)
         if isinstance(parsed, rq.PlatformResponse):
             self.out.platform_response(device, parsed)
+            self._wake.set()  # a renewal or a retry may now be scheduled
             return
         req_id = parsed.req_id
         if req_id is None and isinstance(parsed, rq.Problem):
@@ -272,22 +284,21 @@ class DMAgent:
             self._save()
         self._wake.set()
 
+    def _apply_local(self, target: Target) -> list[str]:
+        """Set the config's and the system's values; the names whose value changed."""
+        attributes = self.state.attributes(target.device)
+        gateway = target.is_gateway
+        info = self._gateway_info if gateway else device_info(target.config.device_info)
+        changed = [n for n, v in local_values(target, info) if attributes.set_local(n, v)]
+        if changed:
+            self._save()
+        return changed
+
     def _body_of(self, target: Target) -> Callable[[], dict[str, Any]]:
         def body() -> dict[str, Any]:
-            attributes = self.state.attributes(target.device)
-            if target.is_gateway:
-                info = self._gateway_info
-            else:
-                info = device_info(target.config.device_info)
-            changed = [
-                name
-                for name, value in local_values(target, info)
-                if attributes.set_local(name, value)
-            ]
-            if changed:
-                self._save()
-                self._notify(target.device, changed)
-            return manage_body(target, attributes)
+            changed = self._apply_local(target)
+            self._unnotified.setdefault(target.device, []).extend(changed)
+            return manage_body(target, self.state.attributes(target.device))
 
         return body
 
@@ -301,6 +312,7 @@ class DMAgent:
             )
             self.state.pending_action = None
             self._save()
+        self._notify(device, sorted(set(self._unnotified.pop(device, []))))
         location = self.state.attributes(device).value("location")
         if location is not None:
             self.out.report(device, "device/update/location", location)
