@@ -101,7 +101,7 @@ class DMAgent:
         )
         self.diag = DiagTracker(min_interval=settings.diag_min_interval, clock=clock)
         self._wake = asyncio.Event()
-        self._unnotified: dict[DeviceIdentity, list[str]] = {}
+        self._unnotified: dict[DeviceIdentity, set[str]] = {}
         self._save_later = False
         if location is not None and settings.enabled and settings.location is None:
             location.subscribe(self._on_fix)
@@ -113,7 +113,7 @@ class DMAgent:
         self.state = DMState.from_json(self._state_file.load())
         self.lifecycle.let_go(self.state.managed - set(self.targets))
         for target in self.targets.values():  # readable at once; notified after the manage
-            self._unnotified[target.device] = self._apply_local(target)
+            self._notify(target.device, self._apply_local(target))
         pending = self.state.pending_action
         if pending is not None:
             req_id = pending.get("reqId")
@@ -297,7 +297,7 @@ class DMAgent:
     def _body_of(self, target: Target) -> Callable[[], dict[str, Any]]:
         def body() -> dict[str, Any]:
             changed = self._apply_local(target)
-            self._unnotified.setdefault(target.device, []).extend(changed)
+            self._notify(target.device, changed)
             return manage_body(target, self.state.attributes(target.device))
 
         return body
@@ -312,7 +312,7 @@ class DMAgent:
             )
             self.state.pending_action = None
             self._save()
-        self._notify(device, sorted(set(self._unnotified.pop(device, []))))
+        self._notify(device, sorted(self._unnotified.pop(device, ())))
         location = self.state.attributes(device).value("location")
         if location is not None:
             self.out.report(device, "device/update/location", location)
@@ -321,7 +321,14 @@ class DMAgent:
         self.state.forget(device)
         self._save()
 
+    def _is_managed(self, device: DeviceIdentity) -> bool:
+        standing = self.lifecycle.standings.get(device)
+        return standing is not None and standing.status == Status.MANAGED
+
     def _notify(self, device: DeviceIdentity, changed: Iterable[str]) -> None:
+        if not self._is_managed(device):  # manage comes first; sent once it succeeded
+            self._unnotified.setdefault(device, set()).update(changed)
+            return
         attributes = self.state.attributes(device)
         fields = []
         for name in changed:
@@ -341,8 +348,7 @@ class DMAgent:
         if self.state.attributes(device).set_local("location", body):
             self._save()
             self._notify(device, ["location"])
-        standing = self.lifecycle.standings.get(device)
-        if standing is not None and standing.status == Status.MANAGED:
+        if self._is_managed(device):
             self.out.report(device, "device/update/location", body)
 
     # -- timers, shutdown, status --------------------------------------------------------------
@@ -355,8 +361,7 @@ class DMAgent:
         if body is not None:
             self._location_update(body)
         for device, suffix, d in self.diag.take_due():
-            standing = self.lifecycle.standings.get(device)
-            if standing is not None and standing.status == Status.MANAGED:
+            if self._is_managed(device):
                 self.out.report(device, suffix, d or None)
             else:
                 self.counters["diag_skipped"] += 1

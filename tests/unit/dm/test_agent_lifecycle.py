@@ -235,3 +235,19 @@ async def test_snapshot_is_small_and_json(tmp_path: Path) -> None:
     assert snapshot["devices"][str(S1)]["expires_at"] is not None
     assert len(orjson.dumps(snapshot)) < 4096
     await rig.agent.close()
+
+
+async def test_changes_before_the_manage_are_notified_after_it(tmp_path: Path) -> None:
+    first = Rig(tmp_path, devices={S2: {"metadata": {"v": 1}}})
+    first.manage_all()
+    first.deliver(S2, "observe", {"reqId": "o", "d": {"fields": ["metadata.v"]}})
+    assert first.answer("o")["d"] == {"fields": [{"field": "metadata.v", "value": 1}]}
+    await first.agent.close()
+
+    second = Rig(tmp_path, devices={S2: {"metadata": {"v": 2}}})  # config edited meanwhile
+    second.agent.connected()
+    assert second.of("notify") == []  # manage first
+    second.respond(S2, second.of("mgmt/manage", S2)[0].body["reqId"])
+    notify = second.of("notify", S2)
+    assert [n.body["d"] for n in notify] == [{"fields": [{"field": "metadata.v", "value": 2}]}]
+    await second.agent.close()
