@@ -23,16 +23,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from edged import codec, registry, topics
+from edged import __version__, codec, registry, topics
 from edged.adapters.base import Adapter, AdapterContext
 from edged.bridge import Bridge
 from edged.config import Config
+from edged.dm.agent import DMAgent
 from edged.forwarder import Forwarder
 from edged.health import HealthReport
-from edged.model import Command, DeviceState, JSONValue
-from edged.notifylog import NotifyLog
-from edged.outbox import DiskThread, Outbox, OutboxStore
+from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, OutgoingMessage
+from edged.outbox import PRIORITY_LANE, DiskThread, Outbox, OutboxStore
+from edged.registrar import Registrar
 from edged.router import Router
+from edged.statefile import StateFile, sibling_path
 from edged.supervisor import Supervisor, keep_running
 from edged.systemd import Notifier
 from edged.uplink import Uplink, UplinkSettings
@@ -53,9 +55,16 @@ class Gateway:
         self.context = AdapterContext(gateway=config.gateway)
         self.adapters: list[Adapter] = []
         self._unavailable: dict[str, str] = {}
-        self.notify = NotifyLog()
         self._build_adapters()
         storage = config.storage
+        registration = config.registration
+        self.registrar = Registrar(
+            config.gateway,
+            [device.identity for device in config.devices],
+            registration,
+            StateFile(registration.path or sibling_path(storage.resolved_path, "registered.json")),
+            wake=lambda: self.outbox.wake(),  # noqa: PLW0108 - the outbox is built next
+        )
         self.outbox = Outbox(
             DiskThread(
                 OutboxStore(storage.resolved_path, synchronous=storage.synchronous.upper()),
@@ -66,6 +75,7 @@ class Gateway:
             memory_bytes=storage.memory_bytes,
             max_age=storage.max_age,
             qos0_on_disk=storage.qos0_on_disk,
+            is_held=self.registrar.is_held,
         )
         self.bridge = Bridge(
             config.gateway,
@@ -82,22 +92,37 @@ class Gateway:
                     device.identity, DeviceState.DOWN, self._unavailable[device.adapter]
                 )
         self.bridge.gateway_commands.update(self._gateway_commands())
-        self.forwarder = Forwarder(self.outbox, self.bridge.counters)
+        self.forwarder = Forwarder(self.outbox, self.bridge.counters, gate=self.registrar)
         self.supervisor = Supervisor(self.adapters, self.bridge)
         client_id = topics.gateway_client_id(config.platform.org, config.gateway)
+        self.dm = self._build_dm_agent()
         self.router = Router(
             config.gateway,
             self.bridge.owners.keys() | {device.identity for device in config.devices},
             commands=self.bridge.handle_command_message,
             refuse_unnamed=self.bridge.commands.refuse_unnamed,
-            notify=self.notify.handle,
+            notify=self.registrar.handle_notify,
+            dm=None if self.dm is None else self.dm.handle,
+            dm_filters=[] if self.dm is None else self.dm.subscriptions(),
         )
         self.uplink = Uplink(
             UplinkSettings.from_config(config.platform, config.token, client_id), self.router.route
         )
         self.uplink.set_subscriptions(self.router.subscriptions())
+        sections: dict[str, Callable[[], dict[str, Any]]] = {"registration": self.registrar.summary}
+        if self.dm is not None:
+            self.uplink.add_connect_listener(self.dm.connected)
+            self.bridge.state_listeners.append(self.dm.device_state_changed)
+            sections["dm"] = self.dm.snapshot
         self.health = HealthReport(
-            self.bridge, self.uplink, self.supervisor, self.adapters, self.notify, self._unavailable
+            self.bridge,
+            self.uplink,
+            self.supervisor,
+            self.adapters,
+            self.registrar.problems,
+            self._unavailable,
+            sections=sections,
+            line_parts=[self._registration_line],
         )
         self.stuck_tasks: list[str] = []
         """Tasks that did not stop within :data:`STOP_STEP_SECONDS` of being cancelled."""
@@ -116,6 +141,27 @@ class Gateway:
                 log.error("%s; its %d device(s) are marked down", reason, len(specs))
                 self._unavailable[name] = reason
 
+    def _build_dm_agent(self) -> DMAgent | None:
+        config = self.config
+        managed = {d.identity: d.manage for d in config.devices if d.manage is not None}
+        if not config.managed.enabled and not managed:
+            return None
+        return DMAgent(
+            config.gateway,
+            config.managed,
+            managed,
+            send=self._send_dm,
+            execute=self.bridge.execute,
+            state_file=StateFile(
+                config.managed.path or sibling_path(config.storage.resolved_path, "dm.json")
+            ),
+            version=__version__,
+            location=self.context.location,
+        )
+
+    def _send_dm(self, device: DeviceIdentity, topic: str, payload: bytes) -> None:
+        self.outbox.put(PRIORITY_LANE, str(device), OutgoingMessage(topic, payload, 1))
+
     def _gateway_commands(self) -> dict[str, Callable[[Command], Mapping[str, JSONValue] | None]]:
         return {
             "ping": lambda command: {"pong": True},
@@ -127,6 +173,12 @@ class Gateway:
     def status(self) -> dict[str, Any]:
         """The gateway's health, as published in its status event."""
         return self.health.build()
+
+    def _registration_line(self) -> str:
+        counts = self.registrar.counts()
+        waiting = counts["pending"] + counts["waiting"]
+        held = counts["failed"] + counts["permanent"]
+        return f"{counts['registered']} registered, {waiting} registering, {held} refused"
 
     async def _status_loop(self) -> None:
         while True:
@@ -169,6 +221,9 @@ class Gateway:
     async def _run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()
         await self.outbox.start()  # opens the database (blocks briefly, before READY=1)
+        self.registrar.load()  # reads registered.json (blocks briefly, before READY=1)
+        if self.dm is not None:
+            self.dm.load()  # reads dm.json (blocks briefly, before READY=1)
         uplink = loop.create_task(self.uplink.run(), name="uplink")
         uplink.add_done_callback(self._uplink_ended)
         forwarder = loop.create_task(
@@ -179,6 +234,11 @@ class Gateway:
             loop.create_task(keep_running("status loop", self._status_loop), name="status"),
             loop.create_task(self.notifier.watchdog(), name="watchdog"),
         ]
+        if self.dm is not None:
+            dm = self.dm
+            background.append(
+                loop.create_task(keep_running("device management", dm.run), name="dm")
+            )
         try:
             self.notifier.notify(
                 "READY=1", f"STATUS=started with {len(self.bridge.states)} devices"
@@ -200,6 +260,8 @@ class Gateway:
             )
             await self._stop_tasks([adapters])
             await self._bounded("answering commands in progress", self.bridge.cancel_commands())
+            if self.dm is not None:
+                await self._bounded("answering DM requests in progress", self.dm.close())
             await self._drain(SHUTDOWN_DRAIN_SECONDS)
         finally:
             await self._stop_tasks([forwarder, *background])
@@ -208,6 +270,8 @@ class Gateway:
                     "closing the MQTT session", self.uplink.close(timeout=SHUTDOWN_DRAIN_SECONDS)
                 )
             await self._stop_tasks([uplink, adapters])
+            self.registrar.close()  # unconfirmed probes stay in the outbox for the next start
+            await self._bounded("saving registrations", self.registrar.state_file.flush())
             await self._bounded("closing the outbox", self.outbox.close())
 
     def _uplink_ended(self, task: asyncio.Task[None]) -> None:

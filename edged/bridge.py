@@ -83,6 +83,8 @@ class Bridge:
             device: DeviceStatus(DeviceState.STARTING, "", now) for device in self.owners
         }
         self.gateway_commands: dict[str, GatewayCommandHandler] = {}
+        self.state_listeners: list[Callable[[DeviceIdentity, DeviceState, str], None]] = []
+        """Told of every state transition (the device-management agent's diagnostics)."""
         self.counters: Counter[str] = Counter()
         self._device_locks: dict[DeviceIdentity, asyncio.Lock] = {}
         self._oversize_logged: set[DeviceIdentity] = set()  # bounded: configured devices only
@@ -138,6 +140,8 @@ class Bridge:
             current.detail = detail
             return
         self.states[device] = DeviceStatus(state, detail, time.time())
+        for listener in self.state_listeners:
+            listener(device, state, detail)
         if state in (DeviceState.OFFLINE, DeviceState.DOWN):
             log.warning(
                 "device %s is %s%s", device, state.value, f": {safe(detail)}" if detail else ""

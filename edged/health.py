@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from edged import codec
 from edged.adapters.base import Adapter
 from edged.bridge import Bridge
 from edged.model import DeviceState
-from edged.notifylog import NotifyLog
+from edged.registrar.problems import NotifyProblems
 from edged.supervisor import Supervisor
 from edged.text import safe
 from edged.uplink import Uplink
@@ -39,8 +39,12 @@ class HealthReport:
     uplink: Uplink
     supervisor: Supervisor
     adapters: list[Adapter]
-    notify: NotifyLog
+    notify: NotifyProblems
     unavailable: Mapping[str, str]
+    sections: Mapping[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    """Further parts' own bounded reports (registration, device management), by key."""
+    line_parts: Sequence[Callable[[], str]] = ()
+    """Further short phrases for :meth:`summary_line`."""
     started: float = field(default_factory=time.monotonic)
     clock: Callable[[], float] = time.monotonic
     _counters_failing: set[str] = field(default_factory=set)
@@ -76,10 +80,14 @@ class HealthReport:
             "notify": self.notify.summary(),
             "adapters": self._adapters(),
         }
+        for key, section in self.sections.items():
+            report[key] = section()
         if len(codec.encode_event(report, 0.0)) > REPORT_BUDGET:
             report["deviceStates"] = {}
             report["adapters"] = {name: {} for name in report["adapters"]}
             report["notify"] = {"total": self.notify.total}
+            for key in self.sections:
+                report[key] = {"truncated": True}
             report["outbox"]["droppedBy"] = {}
             report["truncated"] = True
         return report
@@ -130,4 +138,4 @@ class HealthReport:
             f"{counts['online']}/{len(self.bridge.states)} devices online; "
             f"outbox {self.bridge.outbox.depth} ({self.bridge.outbox.stored_bytes} bytes, "
             f"oldest {self.bridge.outbox.oldest_age():.0f} s)"
-        )
+        ) + "".join(f"; {part()}" for part in self.line_parts)

@@ -6,7 +6,7 @@ platform behind the registrar's back, and their number does not grow with the de
 * the gateway's own commands, ``iot-2/type/<gwType>/id/<gwId>/cmd/+/fmt/+``;
 * one ``iot-2/type/<T>/id/+/cmd/+/fmt/+`` per device type in the config;
 * the gateway's ``notify`` topic;
-* with device management on, ``iotdm-1/type/+/id/+/#``.
+* with device management on, the agent's filters (``iotdm-1/type/+/id/+/#``).
 
 Routing: commands for the gateway or a configured device go to the bridge; commands for any
 other device (the per-type filter can match devices this gateway does not serve) are counted
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from edged import topics
 from edged.model import DeviceIdentity
@@ -44,6 +44,7 @@ class Router:
         refuse_unnamed: Callable[[str], None],
         notify: Callable[[bytes], None],
         dm: DMHandler | None = None,
+        dm_filters: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.gateway = gateway
         self.devices = frozenset(devices)
@@ -51,6 +52,7 @@ class Router:
         self._refuse_unnamed = refuse_unnamed
         self._notify = notify
         self._dm = dm
+        self._dm_filters = list(dm_filters)
         self.counters: Counter[str] = Counter()
         self._problems = ProblemLog(log, "router", quiet=300.0)
 
@@ -61,8 +63,7 @@ class Router:
         if self.gateway.type_id not in types:
             filters.insert(0, (topics.command_filter(self.gateway), 1))
         filters.append((topics.notify_topic(self.gateway), 1))
-        if self._dm is not None:
-            filters.append((topics.dm_request_filter_all(), 1))
+        filters.extend(self._dm_filters)
         return filters
 
     def route(self, message: IncomingMessage) -> None:

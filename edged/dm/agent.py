@@ -144,7 +144,7 @@ class DMAgent:
         register an attached device behind the registrar's back, and it is one subscription
         instead of one per managed device; requests for devices not managed are answered 404.
         """
-        return [(topics.dm_request_filter(DeviceIdentity("+", "+")), 1)]
+        return [(topics.dm_request_filter_all(), 1)]
 
     def connected(self) -> None:
         """The uplink (re)connected: manage everything again and unmanage the leavers."""

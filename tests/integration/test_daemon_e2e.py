@@ -339,7 +339,7 @@ def test_platform_notify_is_logged_once_and_counted(
         emulator.wait_for_events(device="s-n")
         for _ in range(3):
             emulator.publish_notify(GW, device=device, message="Device type is not valid.")
-        daemon.wait_for_output(r"WARNING .*platform refused a publish for sim/s-n: Device type")
+        daemon.wait_for_output(r"ERROR .*platform refused to register sim/s-n: Device type")
         emulator.send_command(GW, "status", {"reqId": "n"})
         deadline = time.monotonic() + 5
         while (counts := _result(emulator, GW.device_id, "n")["d"]["notify"]["top"]) != {
@@ -349,6 +349,8 @@ def test_platform_notify_is_logged_once_and_counted(
             emulator.clear()
             emulator.send_command(GW, "status", {"reqId": "n"})
     warnings = [
-        line for line in daemon.output.splitlines() if "WARNING" in line and "refused a" in line
+        line
+        for line in daemon.output.splitlines()
+        if "ERROR" in line and "refused to register" in line
     ]
     assert len(warnings) == 1, warnings

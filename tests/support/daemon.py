@@ -54,6 +54,8 @@ def write_config(
         "platform": platform_cfg,
         "status": {"interval": "1h"},
         "storage": {"path": str(directory / "outbox.sqlite")},
+        # A new device's first message is confirmed before the rest follow: keep that short.
+        "registration": {"confirm_after": 0.05},
         "devices": devices,
     }
     config.update(extra or {})

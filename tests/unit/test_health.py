@@ -15,8 +15,8 @@ from edged.adapters.base import Adapter, ReadingSink
 from edged.bridge import Bridge
 from edged.health import MAX_LISTED_DEVICES, REPORT_BUDGET, HealthReport
 from edged.model import DeviceIdentity, DeviceState, JSONValue, OutgoingMessage
-from edged.notifylog import NotifyLog
 from edged.outbox import BULK_LANE, Outbox
+from edged.registrar.problems import NotifyProblems
 from edged.supervisor import Supervisor
 from edged.uplink import Uplink
 from tests.support.outbox import open_outbox
@@ -51,7 +51,14 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
 def report_for(adapter: Fleet, outbox: Outbox) -> tuple[HealthReport, Bridge]:
     bridge = Bridge(GW, [adapter], outbox)
     uplink = Uplink(settings_for_port(1), lambda message: None)
-    health = HealthReport(bridge, uplink, Supervisor([adapter], bridge), [adapter], NotifyLog(), {})
+    health = HealthReport(
+        bridge,
+        uplink,
+        Supervisor([adapter], bridge),
+        [adapter],
+        NotifyProblems(logging.getLogger("test")),
+        {},
+    )
     return health, bridge
 
 

@@ -29,6 +29,7 @@ class Calls:
             refuse_unnamed=lambda topic: self.seen.append(("unnamed", topic)),
             notify=lambda payload: self.seen.append(("notify", payload)),
             dm=(lambda topic, payload: self.seen.append(("dm", topic))) if dm else None,
+            dm_filters=[("iotdm-1/type/+/id/+/#", 1)] if dm else [],
         )
 
 
