@@ -4,7 +4,10 @@ One task runs :meth:`Forwarder.run`. For each message the outbox offers (it skip
 registrar holds), the forwarder publishes it and gives the outbox the delivery future, passed
 through the :class:`Gate` first: the registrar returns a future of its own for a device whose
 registration is pending (the message is then deleted only once the registration is
-confirmed) and the uplink's future unchanged for every other device.
+confirmed) and the uplink's future unchanged for every other device. The uplink's futures settle
+in the order the messages were handed over, so the outbox takes those up in batches
+(:meth:`Outbox.sent_in_order`); a gate's own future gets a callback of its own
+(:meth:`Outbox.sent`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ class Publisher(Protocol):
 
     async def publish(self, topic: str, payload: bytes, qos: int) -> asyncio.Future[None]:
         """Hand one message to the MQTT session (waits while it cannot take more); the future
-        settles when the broker acknowledged it (see :meth:`edged.uplink.Uplink.publish`)."""
+        settles when the broker acknowledged it (see :meth:`edged.uplink.Uplink.publish`).
+
+        The futures should settle in the order the messages were handed over (one settled
+        before an older one is taken up by the outbox only once the older one has settled)."""
 
 
 class Gate(Protocol):
@@ -65,7 +71,7 @@ class Forwarder:
         """
         outbox, gate, counters = self.outbox, self.gate, self.counters
         while True:
-            entry = await outbox.next()
+            entry = outbox.take_nowait() or await outbox.next()
             message = entry.message
             try:
                 delivery = await publisher.publish(message.topic, message.payload, message.qos)
@@ -88,5 +94,9 @@ class Forwarder:
                     logging.ERROR,
                 )
             else:
-                outbox.sent(entry, gate.track(entry.device, delivery))
+                tracked = gate.track(entry.device, delivery)
+                if tracked is delivery:  # the uplink's own: settles in order
+                    outbox.sent_in_order(entry, delivery)
+                else:
+                    outbox.sent(entry, tracked)
                 counters["forwarded"] += 1

@@ -31,6 +31,7 @@ batches by :class:`~edged.outbox.diskthread.DiskThread`); the forwarder takes it
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -126,6 +127,10 @@ class Outbox:
         self._caught_up = asyncio.Event()
         self._lagging = 0
         self._batch: list[tuple[Row, Entry, bool]] = []
+        self._deletes: list[int] = []
+        self._flush_due = False
+        self._in_order: deque[tuple[Entry, asyncio.Future[Any]]] = deque()
+        self._watched: asyncio.Future[Any] | None = None
         self._disk_failing = False
         self._dropping = False
         self._episode_drops = 0
@@ -179,10 +184,10 @@ class Outbox:
         )
         row = (lane, device, message.topic, message.payload, message.qos, entry.created)
         self._batch.append((row, entry, spill))
-        if len(self._batch) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
-        elif len(self._batch) >= BATCH:
+        if len(self._batch) >= BATCH:
             self._flush()
+        else:
+            self._flush_soon()
         self._lagging += 1
         self._stored_rows += 1
         self._stored_bytes += size
@@ -197,9 +202,18 @@ class Outbox:
         if self._stored_bytes > self.max_bytes:
             self._maybe_trim()
 
+    def _flush_soon(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
-        """Hand the messages put since the last flush to the disk as one append (once per loop
-        turn: one future and one hand-over per batch, not per message)."""
+        """Hand the deletes and the messages put since the last flush to the disk as one delete
+        and one append (once per loop turn: one hand-over per batch, not per message)."""
+        self._flush_due = False
+        if self._deletes:
+            deletes, self._deletes = self._deletes, []
+            self.disk.delete(deletes)
         batch, self._batch = self._batch, []
         if not batch:
             return
@@ -346,7 +360,28 @@ class Outbox:
 
     def sent(self, entry: Entry, delivery: asyncio.Future[Any]) -> None:
         """``entry`` was handed to the uplink; ``delivery`` settles when the broker answers."""
-        delivery.add_done_callback(lambda d: self._settled(entry, d))
+        delivery.add_done_callback(functools.partial(self._settled, entry))
+
+    def sent_in_order(self, entry: Entry, delivery: asyncio.Future[Any]) -> None:
+        """Like :meth:`sent`, for a delivery that settles in the order of these calls (the
+        uplink's own futures: the broker acknowledges in order). They are taken up together,
+        oldest first, in one callback per batch instead of one per message; one that settles
+        before an older one is taken up once the older one has settled."""
+        self._in_order.append((entry, delivery))
+        if self._watched is None:
+            self._watch(delivery)
+
+    def _watch(self, delivery: asyncio.Future[Any]) -> None:
+        self._watched = delivery
+        delivery.add_done_callback(self._settled_in_order)
+
+    def _settled_in_order(self, _: asyncio.Future[Any]) -> None:
+        self._watched = None
+        in_order, settled = self._in_order, self._settled
+        while in_order and in_order[0][1].done():
+            settled(*in_order.popleft())
+        if in_order:
+            self._watch(in_order[0][1])
 
     def _settled(self, entry: Entry, delivery: asyncio.Future[Any]) -> None:
         error = None if delivery.cancelled() else delivery.exception()
@@ -404,7 +439,8 @@ class Outbox:
         assert entry.row is not None
         if self._closed:
             return  # stays on disk: sent again at the next start (at least once)
-        self.disk.delete([entry.row])
+        self._deletes.append(entry.row)
+        self._flush_soon()
         self._unstore(entry.size)
 
     # -- the byte cap ---------------------------------------------------------------------------
@@ -450,7 +486,8 @@ class Outbox:
             state.spilled -= 1
             self._spilled -= 1
         if not self._closed:
-            self.disk.delete([row])
+            self._deletes.append(row)
+            self._flush_soon()
         self._unstore(size)
         self._note_drop(device)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -126,6 +126,40 @@ async def test_a_message_the_uplink_lost_track_of_is_sent_again_first(outbox: Ou
     first, _ = await take(outbox, 2)
     ack(outbox, first, DeliveryLost("dropped by paho"))
     assert [label(e) for e in await take(outbox, 2)] == ["a0", "a2"]
+
+
+async def test_deliveries_in_order_are_taken_up_together_oldest_first(outbox: Outbox) -> None:
+    loop = asyncio.get_running_loop()
+    for n in range(4):
+        outbox.put(BULK, "a", msg("a", n))
+    entries = await take(outbox, 4)
+    deliveries: list[asyncio.Future[None]] = [loop.create_future() for _ in entries]
+    for entry, delivery in zip(entries, deliveries, strict=True):
+        outbox.sent_in_order(entry, delivery)
+    deliveries[1].set_result(None)
+    deliveries[2].set_exception(DeliveryLost("dropped by paho"))
+    await asyncio.sleep(0.05)
+    # Settled before the oldest: waiting for it, nothing taken up yet.
+    assert outbox.counters["delivered"] == 0
+    assert outbox.take_nowait() is None
+    deleted: list[list[int]] = []
+    real_delete = outbox.disk.delete
+
+    def delete(ids: Sequence[int]) -> None:
+        deleted.append(list(ids))
+        real_delete(ids)
+
+    outbox.disk.delete = delete  # type: ignore[method-assign]
+    deliveries[0].set_result(None)
+    await asyncio.sleep(0.05)
+    assert outbox.counters["delivered"] == 2
+    assert outbox.counters["resent"] == 1
+    assert [label(e) for e in await take(outbox, 1)] == ["a2"]
+    assert [len(ids) for ids in deleted] == [2]  # one hand-over for the loop turn's deletes
+    deliveries[3].set_result(None)
+    await asyncio.sleep(0.05)
+    assert outbox.counters["delivered"] == 3
+    assert [m.payload.strip() for m in await outbox.disk.load(0, 10)] == [b"2"]
 
 
 async def test_what_was_not_acknowledged_is_replayed_after_a_restart_interleaved_with_live_data(
