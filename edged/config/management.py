@@ -9,10 +9,11 @@ device's own adapter commands (``command`` with fixed ``data``). See docs/dm.md.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edged.config.sizes import GIB, KIB, MIB, byte_size
 from edged.config.types import DAY, HOUR, MINUTE, StrictModel, TopicName, duration_range
 
 PLATFORM_MIN_LIFETIME = 3600.0
@@ -75,29 +76,59 @@ class ActionParameter(StrictModel):
         return value
 
 
+Builtin = Literal["logind-reboot", "install-package"]
+"""The gateway's privileged acts, through the narrow paths of docs/privileged.md: reboot the
+machine through logind, install a verified .deb of edged through the root helper unit."""
+
+
 class ActionConfig(StrictModel):
-    """How one device-management action is carried out: exactly one of ``run`` or ``command``.
+    """How one device-management action is carried out: exactly one of ``run``, ``command``
+    or ``builtin``.
 
     ``run`` is an argv list run by the daemon (parameters reach it as environment variables
     ``EDGED_PARAM_<NAME>``); ``command`` names one of the device's adapter commands, sent with
-    ``data`` (parameters are added to ``data``).
+    ``data`` (parameters are added to ``data``); ``builtin`` (the gateway only) is one of the
+    privileged acts of :data:`Builtin`.
     """
 
     run: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=64)
     command: TopicName | None = None
+    builtin: Builtin | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     timeout: Annotated[float, duration_range(0.1, HOUR)] = 60.0
     parameters: tuple[ActionParameter, ...] = ()
 
     @model_validator(mode="after")
     def _one_way(self) -> ActionConfig:
-        if (self.run is None) == (self.command is None):
-            raise ValueError("give exactly one of run (a local command) or command")
+        if sum(way is not None for way in (self.run, self.command, self.builtin)) != 1:
+            raise ValueError(
+                "give exactly one of run (a local command), command (an adapter command) or builtin"
+            )
         if self.run is not None and not self.run[0].startswith("/"):
             raise ValueError("run: the program must be an absolute path")
         if self.run is not None and self.data:
             raise ValueError("data goes with command, not with run")
         return self
+
+
+class FirmwareConfig(StrictModel):
+    """Firmware download and install (``supports.firmwareActions``; PROTOCOL.md 4.11)."""
+
+    # How a downloaded, verified image is installed; its path is passed as EDGED_FIRMWARE_PATH
+    # (run), as data.path (command). None: firmware actions are not supported (501).
+    install: ActionConfig | None = None
+    # CA bundle for HTTPS downloads; default: the system's trust store.
+    ca_file: str | None = None
+    # Plain http:// URIs only when this is true.
+    allow_http: bool = False
+    max_bytes: Annotated[int, *byte_size(KIB, 4 * GIB)] = 256 * MIB
+    timeout: Annotated[float, duration_range(1.0, DAY)] = 30 * MINUTE
+    """The longest a download may take in all."""
+    connect_timeout: Annotated[float, duration_range(0.1, 10 * MINUTE)] = 30.0
+
+
+GATEWAY_FIRMWARE = FirmwareConfig(install=ActionConfig(builtin="install-package"))
+"""The gateway's default: install a verified .deb of edged through the root helper."""
 
 
 class DeviceActionsConfig(StrictModel):
@@ -133,8 +164,15 @@ class DeviceManageConfig(StrictModel):
     location: LocationConfig | None = None
     actions: DeviceActionsConfig = DeviceActionsConfig()
     custom: CustomBundles = Field(default_factory=dict)
+    firmware: FirmwareConfig | None = None
 
     _check_custom = field_validator("custom")(_check_bundles)
+
+    @model_validator(mode="after")
+    def _no_builtins(self) -> DeviceManageConfig:
+        if any(action.builtin is not None for action in _actions_of(self)):
+            raise ValueError("builtin actions are the gateway's own (managed:)")
+        return self
 
 
 class ManagedConfig(StrictModel):
@@ -148,6 +186,7 @@ class ManagedConfig(StrictModel):
     location: LocationConfig | None = None
     actions: DeviceActionsConfig = DeviceActionsConfig()
     custom: CustomBundles = Field(default_factory=dict)
+    firmware: FirmwareConfig | None = GATEWAY_FIRMWARE
     # Waiting for the platform's answer to our own requests (manage, location, diag).
     response_timeout: Annotated[float, duration_range(0.1, 10 * MINUTE)] = 30.0
     # Every platform request is answered within this (500 when an action takes longer).
@@ -168,8 +207,16 @@ class ManagedConfig(StrictModel):
 
     @model_validator(mode="after")
     def _gateway_runs_locally(self) -> ManagedConfig:
-        actions = [self.actions.reboot, self.actions.factory_reset]
-        actions.extend(a for bundle in self.custom.values() for a in bundle.values())
-        if any(action is not None and action.command is not None for action in actions):
-            raise ValueError("the gateway's own actions must use run (it has no adapter)")
+        if any(action.command is not None for action in _actions_of(self)):
+            raise ValueError(
+                "the gateway's actions use run or builtin (it has no adapter)"
+            )
         return self
+
+
+def _actions_of(config: ManagedConfig | DeviceManageConfig) -> list[ActionConfig]:
+    actions = [config.actions.reboot, config.actions.factory_reset]
+    if config.firmware is not None:
+        actions.append(config.firmware.install)
+    actions.extend(a for bundle in config.custom.values() for a in bundle.values())
+    return [action for action in actions if action is not None]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
-from pydantic.fields import FieldInfo
 
 from edged.config.management import DeviceManageConfig, ManagedConfig
 from edged.config.registration import RegistrationConfig
+from edged.config.sizes import GIB, KIB, MIB, byte_size
 from edged.config.types import (
     DAY,
     HOUR,
@@ -103,37 +102,6 @@ class CommandsConfig(StrictModel):
 
     timeout: Annotated[float, duration_range(0.01, HOUR)] = 10.0
     result_event: TopicName = "cmdResult"
-
-
-KIB = 1024
-MIB = 1024 * KIB
-GIB = 1024 * MIB
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kib": KIB,
-    "mib": MIB,
-    "gib": GIB,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-}
-_SIZE_RE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*")
-
-
-def _byte_size(value: object) -> object:
-    """``65536``, ``"64MiB"``, ``"512 KiB"``, ``"1GB"`` -> bytes (other values left to pydantic)."""
-    if isinstance(value, str):
-        match = _SIZE_RE.fullmatch(value.lower())
-        if match is None or match.group(2) not in _SIZE_UNITS:
-            raise ValueError("a size in bytes, or with a unit: KiB, MiB, GiB, KB, MB, GB")
-        return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    return value
-
-
-def byte_size(low: int, high: int) -> tuple[BeforeValidator, FieldInfo]:
-    """A size in bytes between ``low`` and ``high`` (inclusive), units allowed."""
-    return BeforeValidator(_byte_size), Field(ge=low, le=high, strict=False)
 
 
 class StorageConfig(StrictModel):

@@ -73,7 +73,7 @@ def test_short_lifetimes_are_accepted_with_a_warning_each() -> None:
         (
             "managed: {actions: {reboot: {command: reset}}}",
             "managed",
-            "gateway's own actions must use run",
+            "the gateway's actions use run or builtin",
         ),
         ("managed: {custom: {'bad bundle': {a: {run: [/bin/true]}}}}", "managed.custom", "1-255"),
         (
