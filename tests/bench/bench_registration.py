@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--delay", type=float, default=1.0)
-    parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument("--margin", type=float, default=0.5)
     parser.add_argument("--cap", type=int, default=PLATFORM_MAX_PENDING)
     args = parser.parse_args()
     gateway = DeviceIdentity(GATEWAY["type"], GATEWAY["id"])
@@ -95,6 +95,19 @@ def main() -> None:
     print(
         f"highest pending count the platform saw: {emulator.max_pending_seen()} "
         f"(cap {args.cap}); messages dropped: {len(emulator.dropped())}"
+    )
+    history = emulator.pending_history()
+    first = next((at for at, count in history if count), history[0][0])
+    rounds = [
+        f"{at - first:.2f}"
+        for (at, count), (_, before) in zip(history[1:], history, strict=False)
+        if count > before and before == 0
+    ]
+    print(f"pending rose from 0 at (s after the first request): {', '.join(rounds)}")
+    span = history[-1][0] - first
+    print(
+        f"first request to last registration: {span:.2f} s; ratio to the ideal {span / ideal:.2f} "
+        f"(expected about ((rounds - 1) x confirm_after + delay) / (rounds x delay))"
     )
 
 
