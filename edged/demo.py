@@ -2,8 +2,9 @@
 
 Everything runs on this machine: Mosquitto on free loopback ports (TLS with a throwaway CA, token
 auth), the emulator as the platform's application, and ``edged run`` as a child process on
-``config/demo.yaml``. The terminal shows the events arriving, a command round trip every few
-seconds, and a summary when Ctrl-C (or ``--seconds``) ends it.
+``config/demo.yaml``. The terminal shows the events arriving, the gateway's manage, a command
+round trip every few seconds, a location update and a custom action sent by the platform a few
+seconds in, and a summary when Ctrl-C (or ``--seconds``) ends it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ _DEMO_CONFIG_PLACES = (
     Path("/usr/share/doc/edged/examples/demo.yaml"),
 )
 COMMAND_EVERY = 6.0
+DM_AFTER = 4.0
+"""Seconds after the start when the platform updates the location and runs the custom action."""
+MOVED_TO = {"latitude": 52.5200, "longitude": 13.4050, "elevation": 40.0}
 
 
 def _demo_config() -> Path:
@@ -60,13 +64,17 @@ def _write_config(workdir: Path, broker: Broker) -> tuple[Path, dict[str, Any]]:
     return path, config
 
 
+def _gateway(config: dict[str, Any]) -> DeviceIdentity:
+    return DeviceIdentity(
+        config["platform"]["gateway"]["type"], config["platform"]["gateway"]["id"]
+    )
+
+
 def _commands(
     config: dict[str, Any],
 ) -> itertools.cycle[tuple[DeviceIdentity, str, dict[str, Any]]]:
     devices = [DeviceIdentity(d["type"], d["id"]) for d in config["devices"]]
-    gateway = DeviceIdentity(
-        config["platform"]["gateway"]["type"], config["platform"]["gateway"]["id"]
-    )
+    gateway = _gateway(config)
     script: list[tuple[DeviceIdentity, str, dict[str, Any]]] = [
         (devices[0], "set", {"setpoint": 68.0}),
         (gateway, "ping", {}),
@@ -88,16 +96,53 @@ def _relay_daemon_log(process: subprocess.Popen[bytes], out: Any, dim: bool) -> 
         out.flush()
 
 
+def _custom_actions(config: dict[str, Any]) -> list[str]:
+    """``bundle/action`` for each custom action the demo config gives the gateway."""
+    bundles = config.get("managed", {}).get("custom", {})
+    return [f"{bundle}/{action}" for bundle, actions in bundles.items() for action in actions]
+
+
+def _device_management(emulator: PlatformEmulator, config: dict[str, Any]) -> None:
+    """The platform's side of device management: move the gateway, run its custom action.
+
+    The emulator's listener prints each exchange as it completes; a short line with the
+    gateway's answer follows (the exchange's line may be cut at the terminal's width).
+    """
+    gateway = _gateway(config)
+    print("edged demo: the platform moves the gateway and runs its custom action", flush=True)
+    location = {"fields": [{"field": "location", "value": MOVED_TO}]}
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("location update", "device/update", location)
+    ]
+    greeting = {"fields": [{"field": "greeting", "value": "hello"}]}
+    requests += [
+        (f"custom action {name}", f"mgmt/custom/{name}", greeting)
+        for name in _custom_actions(config)[:1]
+    ]
+    for what, suffix, d in requests:
+        try:
+            answer = emulator.dm_request(gateway, suffix, d, timeout=10)
+        except TimeoutError:
+            print(f"edged demo: {what}: no answer", flush=True)
+            continue
+        message = f" ({answer['message']})" if answer.get("message") else ""
+        print(f"edged demo: {what}: the gateway answered {answer.get('rc')}{message}", flush=True)
+
+
 def _drive(
     emulator: PlatformEmulator,
     daemon: subprocess.Popen[bytes],
-    commands: itertools.cycle[tuple[DeviceIdentity, str, dict[str, Any]]],
+    config: dict[str, Any],
     stop: threading.Event,
     seconds: float | None,
 ) -> bool:
-    """Send a command every few seconds until stopped; False if the daemon died."""
+    """Send a command every few seconds and the DM requests once, until stopped; False if
+    the daemon died."""
+    commands = _commands(config)
+    gateway = _gateway(config)
     started = time.monotonic()
     next_command = started + 3.0
+    dm_done = "managed" in config and config["managed"].get("enabled") is False
     while not stop.is_set():
         if seconds is not None and time.monotonic() - started >= seconds:
             break
@@ -109,6 +154,9 @@ def _drive(
             data = {**data, "reqId": f"demo-{int(time.time() * 1000) % 100000}"}
             emulator.send_command(device, name, data)
             next_command = time.monotonic() + COMMAND_EVERY
+        if not dm_done and time.monotonic() - started >= DM_AFTER and emulator.is_managed(gateway):
+            dm_done = True
+            _device_management(emulator, config)
         stop.wait(0.1)
     return True
 
@@ -167,7 +215,7 @@ def run_demo(seconds: float | None = None) -> int:
                 target=_relay_daemon_log, args=(daemon, out, color), daemon=True
             )
             relay.start()
-            if not _drive(emulator, daemon, _commands(config), stop, seconds):
+            if not _drive(emulator, daemon, config, stop, seconds):
                 return 1
             print("\nedged demo: stopping ...", flush=True)
             daemon.send_signal(signal.SIGTERM)
