@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -85,14 +86,16 @@ def test_device_update_is_answered_and_persists_across_a_restart(
     config = dm_config(
         tmp_path, broker, {"metadata": {"site": "lab"}}, [sim(PUMP, {"metadata": {"line": "A"}})]
     )
-    gateway_info = {"serialNumber": "SET-BY-PLATFORM", "description": "edge box in hall 2"}
+    written = {
+        GW: {"metadata": {"site": "hall 2"}, "deviceInfo": {"serialNumber": "SET-BY-PLATFORM"}},
+        PUMP: {"metadata": {"line": "B", "owner": "ops"}, "deviceInfo": {"model": "P-200"}},
+    }
     with running_daemon(config):
         wait_managed(emulator, GW, PUMP)
-        for device in (GW, PUMP):
-            assert _update(emulator, device, [{"field": "location", "value": MOVED}])["rc"] == 204
-        assert _update(emulator, GW, [{"field": "deviceInfo", "value": gateway_info}])["rc"] == 204
-        metadata = [{"field": "metadata", "value": {"line": "B", "owner": "ops"}}]
-        assert _update(emulator, PUMP, metadata)["rc"] == 204
+        for device, values in written.items():
+            fields = [{"field": name, "value": value} for name, value in values.items()]
+            fields.append({"field": "location", "value": MOVED})
+            assert _update(emulator, device, fields) == {"rc": 204, "reqId": ANY}
         refused = _update(
             emulator,
             PUMP,
@@ -106,22 +109,21 @@ def test_device_update_is_answered_and_persists_across_a_restart(
         observed = emulator.dm_request(PUMP, "observe", {"fields": ["metadata", "location"]})
         assert observed["rc"] == 200  # the refused update changed nothing
         assert observed["d"]["fields"] == [
-            {"field": "metadata", "value": {"line": "B", "owner": "ops"}},
+            {"field": "metadata", "value": written[PUMP]["metadata"]},
             {"field": "location", "value": MOVED},
         ]
     emulator.clear(registry=True)
     with running_daemon(config):
         wait_managed(emulator, GW, PUMP)
-        [gateway_manage] = manages(emulator, GW)
-        [pump_manage] = manages(emulator, PUMP)
         for device in (GW, PUMP):  # a location held is reported after each manage
             emulator.wait_for_dm("device/update/location", device, predicate=_at(MOVED))
-    assert gateway_manage.d["deviceInfo"] == gateway_info
-    assert gateway_manage.d["metadata"] == {"site": "lab"}
-    assert pump_manage.d["metadata"] == {"line": "B", "owner": "ops"}
-    record = emulator.device(PUMP)
-    assert record is not None and record.dm.metadata == {"line": "B", "owner": "ops"}
-    assert record.dm.location is not None and record.dm.location["latitude"] == 52.52
+    for device, values in written.items():
+        [manage] = manages(emulator, device)
+        assert manage.d["metadata"] == values["metadata"]
+        assert manage.d["deviceInfo"] == values["deviceInfo"]
+        record = emulator.device(device)
+        assert record is not None and record.dm.metadata == values["metadata"]
+        assert record.dm.location is not None and record.dm.location["latitude"] == 52.52
     assert emulator.violations == []
 
 
