@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,9 +28,11 @@ from edged import __version__, codec, registry, topics
 from edged.adapters.base import Adapter, AdapterContext
 from edged.bridge import Bridge
 from edged.config import Config
+from edged.control import ControlServer, default_socket_path
 from edged.dm.agent import DMAgent
 from edged.forwarder import Forwarder
 from edged.health import HealthReport
+from edged.logsetup import RECENT
 from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, OutgoingMessage
 from edged.outbox import PRIORITY_LANE, DiskThread, Outbox, OutboxStore
 from edged.registrar import Registrar
@@ -37,10 +40,12 @@ from edged.router import Router
 from edged.statefile import StateFile, sibling_path
 from edged.supervisor import Supervisor, keep_running
 from edged.systemd import Notifier
+from edged.text import safe
 from edged.uplink import Uplink, UplinkSettings
 
 log = logging.getLogger(__name__)
 
+MAX_OPERATOR_DEVICES = 5000
 SHUTDOWN_DRAIN_SECONDS = 5.0
 STOP_STEP_SECONDS = 5.0
 """The longest any one shutdown step may take before it is given up on and reported."""
@@ -124,6 +129,10 @@ class Gateway:
             sections=sections,
             line_parts=[self._registration_line],
         )
+        self.control = ControlServer(
+            config.control.socket or default_socket_path(),
+            {"status": self.operator_status, "publish-status": self._publish_status_now},
+        )
         self.stuck_tasks: list[str] = []
         """Tasks that did not stop within :data:`STOP_STEP_SECONDS` of being cancelled."""
         self._fatal: BaseException | None = None
@@ -180,11 +189,48 @@ class Gateway:
         held = counts["failed"] + counts["permanent"]
         return f"{counts['registered']} registered, {waiting} registering, {held} refused"
 
+    def operator_status(self) -> dict[str, Any]:
+        """What ``edged status`` shows: the status event plus per-device detail and recent
+        problems (not bounded by the platform's payload limit; at most 5,000 devices)."""
+        registration = {
+            entry["device"]: entry for entry in self.registrar.device_states(MAX_OPERATOR_DEVICES)
+        }
+        devices = []
+        for device, status in list(self.bridge.states.items())[:MAX_OPERATOR_DEVICES]:
+            entry = registration.get(str(device), {})
+            devices.append(
+                {
+                    "device": str(device),
+                    "state": status.state.value,
+                    "detail": safe(status.detail),
+                    "since": status.since,
+                    "registration": entry.get("state"),
+                    "retryIn": entry.get("retry_in"),
+                }
+            )
+        return {
+            "gateway": str(self.config.gateway),
+            "version": __version__,
+            "pid": os.getpid(),
+            "config": self.config.path,
+            "summary": self.health.summary_line(),
+            "report": self.status(),
+            "deviceDetail": devices,
+            "recentProblems": list(RECENT.records),
+        }
+
+    def _publish_status_now(self) -> dict[str, Any]:
+        self._publish_status()
+        return {"published": True}
+
+    def _publish_status(self) -> None:
+        body = codec.encode_event(self.status(), time.time())
+        self.bridge.publish_event(self.config.gateway, self.config.status.event, body, 1)
+        self.notifier.notify(f"STATUS={self.health.summary_line()}")
+
     async def _status_loop(self) -> None:
         while True:
-            body = codec.encode_event(self.status(), time.time())
-            self.bridge.publish_event(self.config.gateway, self.config.status.event, body, 1)
-            self.notifier.notify(f"STATUS={self.health.summary_line()}")
+            self._publish_status()
             await asyncio.sleep(self.config.status.interval)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -222,6 +268,8 @@ class Gateway:
         loop = asyncio.get_running_loop()
         await self.outbox.start()  # opens the database (blocks briefly, before READY=1)
         self.registrar.load()  # reads registered.json (blocks briefly, before READY=1)
+        if self.config.control.enabled:
+            await self.control.start()
         if self.dm is not None:
             self.dm.load()  # reads dm.json (blocks briefly, before READY=1)
         uplink = loop.create_task(self.uplink.run(), name="uplink")
@@ -272,6 +320,7 @@ class Gateway:
             await self._stop_tasks([uplink, adapters])
             self.registrar.close()  # unconfirmed probes stay in the outbox for the next start
             await self._bounded("saving registrations", self.registrar.state_file.flush())
+            await self._bounded("closing the control socket", self.control.close())
             await self._bounded("closing the outbox", self.outbox.close())
 
     def _uplink_ended(self, task: asyncio.Task[None]) -> None:

@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     tool_modules = [
+        "edged.statuscli",
         "edged.emulator.cli",
         *(f"edged.adapters.{name}.cli" for name in registry.BUILTIN_ADAPTERS),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import deque
 
 _JOURNAL_PRIORITY = {
     logging.DEBUG: 7,
@@ -40,6 +41,25 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class RecentProblems(logging.Handler):
+    """Keeps the last few warnings and errors for ``edged status`` (bounded, in memory)."""
+
+    def __init__(self, capacity: int = 20) -> None:
+        super().__init__(logging.WARNING)
+        self.records: deque[str] = deque(maxlen=capacity)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.records.append(self.format(record)[:1000])
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
+RECENT = RecentProblems()
+"""The daemon's recent warnings and errors (installed by :func:`setup_logging`)."""
+
+
 def setup_logging(level: str = "info", secrets: list[str] | None = None) -> None:
     """Configure the root logger for the daemon (call once, from the CLI)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -49,7 +69,8 @@ def setup_logging(level: str = "info", secrets: list[str] | None = None) -> None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactFilter(secrets or []))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    RECENT.filters[:] = [RedactFilter(secrets or [])]
+    root.handlers[:] = [handler, RECENT]
     root.setLevel(level.upper())
     # paho logs nothing unless given a logger; bleak is chatty at DEBUG. pymodbus is left to
     # the Modbus adapter, which silences it (quiet_pymodbus_logging) whether it runs before or

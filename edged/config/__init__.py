@@ -24,6 +24,7 @@ from edged.config.files import FileProblem, read_regular_file
 from edged.config.management import PLATFORM_MIN_LIFETIME, DeviceManageConfig, ManagedConfig
 from edged.config.models import (
     CommandsConfig,
+    ControlConfig,
     DeviceCommonConfig,
     LoggingConfig,
     PlatformConfig,
@@ -94,6 +95,7 @@ class Config:
     commands: CommandsConfig
     storage: StorageConfig
     logging: LoggingConfig
+    control: ControlConfig
     registration: RegistrationConfig
     managed: ManagedConfig
     devices: tuple[ConfiguredDevice, ...]
@@ -374,6 +376,7 @@ def load_config_text(text: str, path: str = "<config>") -> Config:
         commands=top.commands,
         storage=top.storage,
         logging=top.logging,
+        control=top.control,
         registration=top.registration,
         managed=top.managed,
         devices=tuple(devices),

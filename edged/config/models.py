@@ -132,6 +132,14 @@ class StorageConfig(StrictModel):
         return os.path.join(state, "outbox.sqlite")
 
 
+class ControlConfig(StrictModel):
+    """The control socket ``edged status`` talks to (docs/service.md)."""
+
+    # Default: $RUNTIME_DIRECTORY/control.sock under systemd, else /run/edged/control.sock.
+    socket: str | None = None
+    enabled: bool = True
+
+
 class LoggingConfig(StrictModel):
     """Log verbosity."""
 
@@ -158,5 +166,6 @@ class TopLevelConfig(StrictModel):
     commands: CommandsConfig = CommandsConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
+    control: ControlConfig = ControlConfig()
     registration: RegistrationConfig = RegistrationConfig()
     managed: ManagedConfig = ManagedConfig()

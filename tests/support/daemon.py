@@ -56,6 +56,7 @@ def write_config(
         "storage": {"path": str(directory / "outbox.sqlite")},
         # A new device's first message is confirmed before the rest follow: keep that short.
         "registration": {"confirm_after": 0.05},
+        "control": {"socket": str(directory / "control.sock")},
         "devices": devices,
     }
     config.update(extra or {})
