@@ -1,0 +1,1 @@
+"""Firmware download, verification and install for managed devices (docs/firmware.md)."""
