@@ -11,6 +11,12 @@ An action is configured (:class:`~edged.config.management.ActionConfig`) as one 
   action's timeout passes. Only the last 4 KiB of its stdout and stderr are kept.
 * ``command``: one of the attached device's adapter commands, sent with the configured
   ``data`` and the parameters merged over it, as a ``json`` :class:`~edged.model.Command`.
+* ``builtin`` (the gateway's only): ``logind-reboot`` asks logind to reboot the machine,
+  ``install-package`` has the root helper unit install the image; both through the narrow
+  privileged paths of :mod:`edged.privileged` (docs/privileged.md).
+
+A firmware image to install (``image``) reaches a ``run`` program as ``EDGED_FIRMWARE_PATH``
+and a ``command`` as ``data["path"]``; ``install-package`` requires one.
 
 Parameters are checked before anything runs: unknown names, missing required ones, values
 longer than :data:`MAX_VALUE_LENGTH` or not matching the declared ``pattern`` are a bad request
@@ -34,6 +40,7 @@ import orjson
 from edged.config.management import ActionConfig
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
 from edged.model import Command, DeviceIdentity, JSONValue
+from edged.privileged import PrivilegedError
 from edged.text import safe
 
 log = logging.getLogger(__name__)
@@ -147,22 +154,52 @@ class ActionRunner:
         device: DeviceIdentity,
         action: ActionConfig | None,
         params: Mapping[str, str] | None = None,
+        *,
+        image: str | None = None,
     ) -> None:
         """Carry out ``action`` for ``device`` and return once it has finished successfully.
 
-        Raises :class:`ActionUnsupported` when ``action`` is None, :class:`ActionBadRequest`
-        when the parameters are invalid (nothing runs), :class:`ActionFailed` when it failed
-        or took longer than ``action.timeout``. Cancelling the call stops the action.
+        ``image`` is the path of a firmware image the action installs. Raises
+        :class:`ActionUnsupported` when ``action`` is None, :class:`ActionBadRequest` when the
+        parameters are invalid or an image is missing (nothing runs), :class:`ActionFailed`
+        when it failed or took longer than ``action.timeout``. Cancelling the call stops the
+        action (a started install helper runs on: it is systemd's job, not ours).
         """
         if action is None:
             raise ActionUnsupported(f"this action is not configured for {safe(device)}")
         values = check_params(action, params)
         if action.run is not None:
-            await self._run_program(device, action.run, values, action.timeout)
+            await self._run_program(device, action.run, values, action.timeout, image)
         elif action.command is not None:
-            await self._run_command(device, action, values)
+            await self._run_command(device, action, values, image)
+        elif action.builtin is not None:
+            await self._run_builtin(device, action, image)
         else:  # pragma: no cover - ActionConfig insists on one of them
-            raise ActionUnsupported("the action has neither run nor command")
+            raise ActionUnsupported("the action has neither run, command nor builtin")
+
+    async def _run_builtin(
+        self, device: DeviceIdentity, action: ActionConfig, image: str | None
+    ) -> None:
+        # Imported here: dbus-fast is needed only by the gateway's privileged acts.
+        from edged.privileged.client import logind_reboot, start_install
+
+        if device != self._gateway:
+            raise ActionUnsupported(f"{action.builtin} is the gateway's own action")
+        try:
+            if action.builtin == "logind-reboot":
+                async with asyncio.timeout(action.timeout):
+                    await logind_reboot()
+            elif action.builtin == "install-package":
+                if image is None:
+                    raise ActionBadRequest("install-package needs an image to install")
+                await start_install(image, timeout=action.timeout)
+            else:  # pragma: no cover - the config's Literal allows no other
+                raise ActionUnsupported(f"unknown builtin {safe(action.builtin)}")
+        except PrivilegedError as exc:
+            raise ActionFailed(str(exc)) from exc
+        except TimeoutError:
+            raise ActionFailed(f"{action.builtin} timed out after {action.timeout:g} s") from None
+        log.info("Action for %s: %s succeeded", device, action.builtin)
 
     def _environment(self, device: DeviceIdentity, values: Mapping[str, str]) -> dict[str, str]:
         env = {
@@ -183,8 +220,12 @@ class ActionRunner:
         argv: tuple[str, ...],
         values: Mapping[str, str],
         limit: float,
+        image: str | None = None,
     ) -> None:
         program = safe(argv[0])
+        env = self._environment(device, values)
+        if image is not None:
+            env["EDGED_FIRMWARE_PATH"] = image
         loop = asyncio.get_running_loop()
         try:
             transport, protocol = await loop.subprocess_exec(
@@ -193,7 +234,7 @@ class ActionRunner:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=self._environment(device, values),
+                env=env,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -224,12 +265,18 @@ class ActionRunner:
         log.info("Action for %s: %s succeeded", device, program)
 
     async def _run_command(
-        self, device: DeviceIdentity, action: ActionConfig, values: Mapping[str, str]
+        self,
+        device: DeviceIdentity,
+        action: ActionConfig,
+        values: Mapping[str, str],
+        image: str | None = None,
     ) -> None:
         assert action.command is not None
         if device == self._gateway:
             raise ActionUnsupported("the gateway has no adapter to send a command to")
         data: dict[str, JSONValue] = {**action.data, **values}
+        if image is not None:
+            data["path"] = image
         try:
             payload = orjson.dumps(data)
         except TypeError as exc:  # pragma: no cover - config data is parsed JSON/YAML

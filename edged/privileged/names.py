@@ -42,6 +42,8 @@ def systemd_escape(text: str) -> str:
     for index, char in enumerate(text):
         if char in _UNIT_SAFE and not (index == 0 and char == "."):
             out.append(char)
+        elif char == "/":
+            out.append("-")
         else:
             out.extend(f"\\x{byte:02x}" for byte in char.encode())
     return "".join(out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -70,8 +71,22 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie still answers kill(); it is dead for our purpose only once reaped.
-    status = Path(f"/proc/{pid}/status").read_text()
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
     return "State:\tZ" not in status
+
+
+def gone(pid: int, within: float = 2.0) -> bool:
+    """Whether ``pid`` is dead within ``within`` s: SIGKILL is delivered asynchronously, and on
+    a loaded machine the killed process may take a moment to be scheduled and die."""
+    deadline = time.monotonic() + within
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def test_error_codes_and_messages() -> None:
@@ -230,8 +245,8 @@ async def test_timeout_kills_program_and_its_group(tmp_path: Path) -> None:
     with pytest.raises(ActionFailed, match=r"timed out after 0.5 s"):
         await runner().run(GW, action)
     shell, child = (int(pid) for pid in pids.read_text().split())
-    assert not alive(shell)
-    assert not alive(child)
+    assert gone(shell)
+    assert gone(child)
 
 
 async def test_leftovers_of_a_finished_program_are_killed(tmp_path: Path) -> None:
@@ -239,7 +254,7 @@ async def test_leftovers_of_a_finished_program_are_killed(tmp_path: Path) -> Non
     pids = tmp_path / "pids"
     body = f"sleep 60 &\necho $! > {pids}\nexit 0\n"
     await asyncio.wait_for(runner().run(GW, ActionConfig(run=(script(tmp_path, body),))), 10)
-    assert not alive(int(pids.read_text()))
+    assert gone(int(pids.read_text()))
 
 
 async def test_cancelling_the_run_kills_the_program(tmp_path: Path) -> None:
@@ -253,7 +268,7 @@ async def test_cancelling_the_run_kills_the_program(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not alive(int(pids.read_text()))
+    assert gone(int(pids.read_text()))
 
 
 async def test_killed_by_signal_is_reported(tmp_path: Path) -> None:
@@ -311,3 +326,106 @@ async def test_gateway_has_no_command_actions() -> None:
     with pytest.raises(ActionUnsupported):
         await runner(adapter).run(GW, ActionConfig(command="reset"))
     assert adapter.commands == []
+
+
+class FakePrivileged:
+    """Stands in for edged.privileged.client: records the calls, raises ``error`` if given."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.error = error
+
+    async def logind_reboot(self) -> None:
+        self.calls.append(("reboot",))
+        if self.error is not None:
+            raise self.error
+
+    async def start_install(self, image_path: str, *, timeout: float) -> None:  # noqa: ASYNC109
+        self.calls.append(("install", image_path, str(timeout)))
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def privileged(monkeypatch: pytest.MonkeyPatch) -> FakePrivileged:
+    from edged.privileged import client
+
+    fake = FakePrivileged()
+    monkeypatch.setattr(client, "logind_reboot", fake.logind_reboot)
+    monkeypatch.setattr(client, "start_install", fake.start_install)
+    return fake
+
+
+async def test_builtin_reboot(privileged: FakePrivileged) -> None:
+    await runner().run(GW, ActionConfig(builtin="logind-reboot"))
+    assert privileged.calls == [("reboot",)]
+
+
+async def test_builtin_install_gets_the_image_and_the_timeout(privileged: FakePrivileged) -> None:
+    action = ActionConfig(builtin="install-package", timeout=600)
+    await runner().run(GW, action, image="/var/lib/edged/firmware/edged_1.0_all.deb")
+    assert privileged.calls == [("install", "/var/lib/edged/firmware/edged_1.0_all.deb", "600.0")]
+
+
+async def test_builtin_install_without_image_is_a_bad_request(
+    privileged: FakePrivileged,
+) -> None:
+    with pytest.raises(ActionBadRequest, match="needs an image") as caught:
+        await runner().run(GW, ActionConfig(builtin="install-package"))
+    assert caught.value.rc == 400
+    assert privileged.calls == []
+
+
+async def test_privileged_error_is_a_failed_action(privileged: FakePrivileged) -> None:
+    from edged.privileged import PrivilegedError
+
+    privileged.error = PrivilegedError("reboot refused: org.freedesktop.DBus.Error.AccessDenied")
+    with pytest.raises(ActionFailed) as caught:
+        await runner().run(GW, ActionConfig(builtin="logind-reboot"))
+    assert caught.value.rc == 500
+    assert str(caught.value) == "reboot refused: org.freedesktop.DBus.Error.AccessDenied"
+    with pytest.raises(ActionFailed, match="AccessDenied"):
+        await runner().run(GW, ActionConfig(builtin="install-package"), image="/x.deb")
+
+
+async def test_builtins_are_the_gateways_own(privileged: FakePrivileged) -> None:
+    for builtin in ("logind-reboot", "install-package"):
+        with pytest.raises(ActionUnsupported, match="gateway's own"):
+            await runner().run(DEV, ActionConfig(builtin=builtin), image="/x.deb")
+    assert privileged.calls == []
+
+
+async def test_builtin_reboot_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edged.privileged import client
+
+    async def hang() -> None:
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(client, "logind_reboot", hang)
+    with pytest.raises(ActionFailed, match=r"logind-reboot timed out after 0.1 s"):
+        await runner().run(GW, ActionConfig(builtin="logind-reboot", timeout=0.1))
+
+
+async def test_install_of_an_image_outside_the_firmware_folder(tmp_path: Path) -> None:
+    # The real client: it refuses before it looks for a bus.
+    image = tmp_path / "edged_1.0_all.deb"
+    image.write_bytes(b"x")
+    with pytest.raises(ActionFailed, match="is not in the firmware folder /var/lib/edged/firmware"):
+        await runner().run(GW, ActionConfig(builtin="install-package"), image=str(image))
+
+
+async def test_image_reaches_a_program_as_env(tmp_path: Path) -> None:
+    out = tmp_path / "path.txt"
+    action = ActionConfig(run=(script(tmp_path, f'printf %s "$EDGED_FIRMWARE_PATH" > {out}\n'),))
+    await runner().run(GW, action, image="/data/fw/image 1.bin")
+    assert out.read_text() == "/data/fw/image 1.bin"
+    await runner().run(GW, action)
+    assert out.read_text() == ""
+
+
+async def test_image_reaches_a_command_as_data_path() -> None:
+    adapter = FakeAdapter()
+    action = ActionConfig(command="flash", data={"path": "configured", "slot": 2})
+    await runner(adapter).run(DEV, action, image="/data/fw/image.hex")
+    assert adapter.commands[0].data == {"path": "/data/fw/image.hex", "slot": 2}
+    assert orjson.loads(adapter.commands[0].payload)["path"] == "/data/fw/image.hex"
