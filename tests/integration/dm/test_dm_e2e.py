@@ -63,12 +63,15 @@ def test_the_gateway_and_a_managed_device_are_managed_at_start_the_unmanaged_one
     attached = emulator.device(PUMP)
     assert gateway is not None and attached is not None
     assert gateway.dm.lifetime == 3600 and attached.dm.lifetime == 3600
-    assert gateway.dm.supports == {"deviceActions": False, "firmwareActions": False, "tools": True}
+    # firmwareActions: see test_dm_requests_e2e.py (issue 11 has none; the firmware issue adds them)
+    assert gateway.dm.supports.keys() == {"deviceActions", "firmwareActions", "tools"}
+    assert gateway.dm.supports["deviceActions"] is False and gateway.dm.supports["tools"] is True
     assert gateway.dm.device_info["fwVersion"] == __version__
     assert gateway.dm.device_info["serialNumber"] == "GW-SN-1"
     assert gateway.dm.device_info["model"] == "edge-box"
     assert gateway.dm.metadata == {"site": "lab-3", "rack": 7}
-    assert attached.dm.supports == {"deviceActions": True, "firmwareActions": False}
+    assert attached.dm.supports.keys() == {"deviceActions", "firmwareActions"}
+    assert attached.dm.supports["deviceActions"] is True
     assert attached.dm.device_info == {"manufacturer": "Acme", "model": "P-100"}
     assert attached.dm.metadata == {"line": "A"}
     assert manages(emulator, FAN) == []

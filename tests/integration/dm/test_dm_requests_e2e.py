@@ -157,8 +157,6 @@ def test_bad_requests_get_their_protocol_answer_and_nothing_acts(
             assert _rc(emulator, device, "observe", {"fields": [{"field": 7}]}) == 400
             assert _rc(emulator, device, "cancel", {}) == 400
             assert _rc(emulator, device, "mgmt/initiate/device/shutdown") == 404
-            assert _rc(emulator, device, "mgmt/initiate/firmware/download") == 501
-            assert _rc(emulator, device, "mgmt/initiate/firmware/update") == 501
         assert _rc(emulator, GW, "mgmt/custom/tools/touch", {"fields": [{"a": 1}]}) == 400
         params = {"fields": [{"field": "p", "value": {"nested": True}}]}
         assert _rc(emulator, GW, "mgmt/custom/tools/touch", params) == 400
@@ -182,3 +180,18 @@ def test_bad_requests_get_their_protocol_answer_and_nothing_acts(
     ]
     assert sorted(answered) == sorted(issued)  # one answer each, none for the drops
     assert emulator.violations == []
+
+
+def test_firmware_actions_are_not_implemented_yet(
+    tmp_path: Path, broker: Broker, emulator: PlatformEmulator
+) -> None:
+    """Issue 11 builds the agent without firmware actions (the next issue adds them)."""
+    config = dm_config(tmp_path, broker, devices=[sim(PUMP, {})])
+    with running_daemon(config):
+        wait_managed(emulator, GW, PUMP)
+        for device in (GW, PUMP):
+            for step in ("download", "update"):
+                assert _rc(emulator, device, f"mgmt/initiate/firmware/{step}") == 501
+    for device in (GW, PUMP):
+        record = emulator.device(device)
+        assert record is not None and record.dm.supports["firmwareActions"] is False
