@@ -5,7 +5,8 @@ key (:mod:`edged.dm.lifecycle`), answers the platform's requests for them with t
 PROTOCOL.md 4.4, keeps their attributes (:mod:`edged.dm.attributes`) and reports location,
 diagnostics and changes of observed attributes. Everything runs on the event loop:
 :meth:`DMAgent.handle` never blocks and never raises; actions run as tasks
-(:mod:`edged.dm.desk`), each owed exactly one answer within ``request_timeout``.
+(:mod:`edged.dm.desk`), each owed exactly one answer within ``request_timeout``; firmware
+downloads and installs run as tasks of :mod:`edged.dm.firmware.desk`, one per device.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from edged.dm.attributes import DMState, affected
 from edged.dm.desk import ActionDesk
 from edged.dm.deviceinfo import device_info, gateway_device_info
 from edged.dm.diag import DiagTracker
+from edged.dm.firmware.desk import FirmwareDesk
+from edged.dm.firmware.state import Refused
 from edged.dm.lifecycle import Awaiting, Lifecycle, OnAnswer, Status
 from edged.dm.location import LocationTracker
 from edged.dm.outgoing import LogOnce, Outgoing, Send, encode
 from edged.dm.targets import Target, local_values, manage_body, targets_of
 from edged.model import DeviceIdentity, DeviceState
-from edged.statefile import StateFile
+from edged.statefile import StateFile, sibling_path
 from edged.text import safe
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,17 @@ class DMAgent:
             counters=self.counters,
             log_once=self._log_once,
         )
+        self.firmware = FirmwareDesk(
+            directory=sibling_path(state_file.path, "firmware"),
+            runner=self.desk.runner,
+            out=self.out,
+            attributes=lambda device: self.state.attributes(device),  # noqa: PLW0108 - load() replaces self.state
+            is_managed=self._is_managed,
+            save=self._save,
+            notify=self._notify,
+            version=version,
+            wall=wall,
+        )
         self.lifecycle = Lifecycle(
             self._request, clock=clock, on_managed=self._managed, on_unmanaged=self._unmanaged
         )
@@ -114,6 +128,7 @@ class DMAgent:
         self.lifecycle.let_go(self.state.managed - set(self.targets))
         for target in self.targets.values():  # readable at once; notified after the manage
             self._notify(target.device, self._apply_local(target))
+        self.firmware.load(self.targets.values())
         pending = self.state.pending_action
         if pending is not None:
             req_id = pending.get("reqId")
@@ -213,13 +228,7 @@ class DMAgent:
         device, out = target.device, self.out
         self.counters[type(request).__name__.lower()] += 1
         if isinstance(request, rq.Update):
-            unknown = self.state.update(device, request.fields)
-            if unknown:
-                message = "not writable: " + ", ".join(safe(n, 64) for n in unknown)
-                out.answer(device, request.req_id, codes.NOT_FOUND, message, {"fields": unknown})
-            else:
-                self._save()
-                out.answer(device, request.req_id, codes.CHANGED)
+            self._update(target, request)
         elif isinstance(request, rq.Observe):
             found, missing = self.state.observe(device, request.names)
             if missing:
@@ -243,30 +252,30 @@ class DMAgent:
                     device, request.req_id, what, action, params=request.params, success=codes.OK
                 ),
             )
+        elif isinstance(request, rq.FirmwareAction):
+            getattr(self.firmware, request.step)(target, request.req_id)
         else:
-            self._device_action(target, request)
+            self.desk.device_action(target, request, self._remember_action)
 
-    def _device_action(self, target: Target, request: rq.DeviceAction) -> None:
-        device, req_id, what = target.device, request.req_id, request.action.value
-        action = getattr(target.config.actions, what)
-        if target.is_gateway and action is not None:
-            self.desk.start(
-                device,
-                req_id,
-                what,
-                lambda: self.desk.answer_then_act(
-                    device, req_id, what, action, self._remember_action
-                ),
-            )
-        else:
-            self.desk.start(
-                device,
-                req_id,
-                what,
-                lambda: self.desk.act_then_answer(
-                    device, req_id, what, action, params=None, success=codes.ACCEPTED
-                ),
-            )
+    def _update(self, target: Target, request: rq.Update) -> None:
+        """``device/update``: all fields applied, or none (404 unknown, 400/409 firmware)."""
+        device = target.device
+        unknown = [name for name, _ in request.fields if name not in rq.WRITABLE]
+        if unknown:
+            message = "not writable: " + ", ".join(safe(n, 64) for n in unknown)
+            self.out.answer(device, request.req_id, codes.NOT_FOUND, message, {"fields": unknown})
+            return
+        try:
+            firmware = [v for n, v in request.fields if n == "mgmt.firmware"]
+            planned = self.firmware.plan_write(device, firmware)
+        except Refused as exc:
+            self.out.answer(device, request.req_id, exc.rc, exc.message)
+            return
+        self.state.update(device, [(n, v) for n, v in request.fields if n != "mgmt.firmware"])
+        if planned is not None:
+            self.firmware.commit_write(target, planned)
+        self._save()
+        self.out.answer(device, request.req_id, codes.CHANGED)
 
     # -- manage and reports --------------------------------------------------------------------
 
@@ -313,6 +322,7 @@ class DMAgent:
             self.state.pending_action = None
             self._save()
         self._notify(device, sorted(self._unnotified.pop(device, ())))
+        self.firmware.managed(device)
         location = self.state.attributes(device).value("location")
         if location is not None:
             self.out.report(device, "device/update/location", location)
@@ -389,8 +399,10 @@ class DMAgent:
                 pass
 
     async def close(self) -> None:
-        """Cancel the requests in progress (each still gets one answer); flush the state file."""
+        """Cancel the requests in progress (each still gets one answer), downloads and installs
+        (settled at the next start); flush the state file."""
         await self.desk.cancel_all()
+        await self.firmware.close()
         self._save()
         await self._state_file.flush()
 

@@ -1,8 +1,9 @@
 """What the platform may read, write and observe of each managed device, kept across restarts.
 
 Each managed device has four attributes (PROTOCOL.md 4.8): ``location``, ``metadata``,
-``deviceInfo`` and ``mgmt.firmware`` (a placeholder ``{"state": 0, "updateStatus": 0}`` until
-firmware actions exist). Observed names may also be sub-fields (``mgmt.firmware.state``).
+``deviceInfo`` and ``mgmt.firmware`` (``{"state": 0, "updateStatus": 0}`` until the first
+firmware request; its state machine is :mod:`edged.dm.firmware`). Observed names may also be
+sub-fields (``mgmt.firmware.state``).
 
 Two sources write them. The gateway (config, the system, a GPS fix) sets a *local* value; the
 platform's ``device/update`` sets an *override*. An override holds, across restarts, until the
@@ -43,6 +44,8 @@ class DeviceAttributes:
     bases: dict[str, JSONValue] = field(default_factory=dict)
     """For each overridden name, the local value the platform's override replaced."""
     observed: list[str] = field(default_factory=list)
+    job: dict[str, Any] = field(default_factory=dict)
+    """A firmware install in progress: ``{"from": the version running when it started}``."""
 
     def value(self, name: str) -> JSONValue:
         """A top-level attribute (its empty value when never set)."""
@@ -81,7 +84,8 @@ class DeviceAttributes:
 
     def to_json(self) -> dict[str, Any]:
         """The persisted form."""
-        return {"values": self.values, "bases": self.bases, "observed": self.observed}
+        document = {"values": self.values, "bases": self.bases, "observed": self.observed}
+        return {**document, "job": self.job} if self.job else document
 
     @classmethod
     def from_json(cls, data: object) -> DeviceAttributes:
@@ -90,6 +94,7 @@ class DeviceAttributes:
             return cls()
         values, bases, observed = data.get("values"), data.get("bases"), data.get("observed")
         return cls(
+            job=_dict(data.get("job")),
             values={k: v for k, v in _dict(values).items() if k in WRITABLE},
             bases={k: v for k, v in _dict(bases).items() if k in WRITABLE},
             observed=[n for n in observed if isinstance(n, str)][:MAX_OBSERVED]

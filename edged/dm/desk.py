@@ -26,6 +26,8 @@ from edged.config.management import ActionConfig
 from edged.dm import codes
 from edged.dm.actions import ActionError, ActionRunner
 from edged.dm.outgoing import LogOnce, Outgoing
+from edged.dm.requests import DeviceAction
+from edged.dm.targets import Target
 from edged.model import DeviceIdentity
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,32 @@ class ActionDesk:
         task = asyncio.get_running_loop().create_task(body(), name=f"dm:{device}:{what}")
         self._tasks[task] = (device, req_id)
         task.add_done_callback(self._ended)
+
+    def device_action(
+        self,
+        target: Target,
+        request: DeviceAction,
+        remember: Callable[[dict[str, Any] | None], Awaitable[None]],
+    ) -> None:
+        """Reboot or factory reset: the gateway's answered first, an attached device's after."""
+        device, req_id, what = target.device, request.req_id, request.action.value
+        action = getattr(target.config.actions, what)
+        if target.is_gateway and action is not None:
+            self.start(
+                device,
+                req_id,
+                what,
+                lambda: self.answer_then_act(device, req_id, what, action, remember),
+            )
+        else:
+            self.start(
+                device,
+                req_id,
+                what,
+                lambda: self.act_then_answer(
+                    device, req_id, what, action, params=None, success=codes.ACCEPTED
+                ),
+            )
 
     async def act_then_answer(
         self,

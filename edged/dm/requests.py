@@ -2,7 +2,7 @@
 
 :func:`parse` turns the suffix and body of one ``iotdm-1`` message into a typed request (or the
 platform's ``response`` to one of ours), or into a :class:`Problem`: the answer the request gets
-instead (400 for a bad body, 404 for an unknown suffix, 501 for firmware actions). A problem
+instead (400 for a bad body, 404 for an unknown suffix). A problem
 without a reqId cannot be answered and is a logged drop. Nothing here acts or logs.
 
 Both payload forms of observe and cancel are accepted (PROTOCOL.md 4.9 and 7.3): ``fields`` as
@@ -34,8 +34,6 @@ MAX_FIELD_NAME = 255
 WRITABLE = ("location", "metadata", "deviceInfo", "mgmt.firmware")
 """The attributes ``device/update`` may change (PROTOCOL.md 4.8)."""
 
-FIRMWARE_UNSUPPORTED = "firmware actions are not supported yet"
-
 
 class Action(enum.StrEnum):
     """The two device actions of PROTOCOL.md 4.10."""
@@ -45,6 +43,8 @@ class Action(enum.StrEnum):
 
 
 _ACTIONS = frozenset(a.value for a in Action)
+_STEPS = frozenset(("download", "update"))
+"""``mgmt/initiate/firmware/<step>`` (PROTOCOL.md 4.11)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,14 @@ class DeviceAction:
 
 
 @dataclass(frozen=True, slots=True)
+class FirmwareAction:
+    """``mgmt/initiate/firmware/download`` or ``.../update``."""
+
+    req_id: str
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
 class Custom:
     """``mgmt/custom/<bundle>/<action>`` with its parameters (values as strings)."""
 
@@ -108,7 +116,7 @@ class Problem:
     fields: tuple[str, ...] = ()
 
 
-Request = Update | Observe | Cancel | DeviceAction | Custom
+Request = Update | Observe | Cancel | DeviceAction | FirmwareAction | Custom
 Parsed = Request | PlatformResponse | Problem
 
 
@@ -159,8 +167,6 @@ def _parse_body(suffix: str, req_id: str | None, body: dict[str, Any]) -> Parsed
     if suffix == "device/update":
         return Update(req_id, _update_fields(data))
     levels = suffix.split("/")
-    if suffix.startswith("mgmt/initiate/firmware/"):
-        raise _Bad(FIRMWARE_UNSUPPORTED, codes.NOT_IMPLEMENTED)
     if req_id is None:
         raise _Bad("a reqId is required")
     if suffix in ("observe", "cancel"):
@@ -168,6 +174,8 @@ def _parse_body(suffix: str, req_id: str | None, body: dict[str, Any]) -> Parsed
         return (Observe if suffix == "observe" else Cancel)(req_id, names)
     if len(levels) == 4 and levels[:3] == ["mgmt", "initiate", "device"] and levels[3] in _ACTIONS:
         return DeviceAction(req_id, Action(levels[3]))
+    if len(levels) == 4 and levels[:3] == ["mgmt", "initiate", "firmware"] and levels[3] in _STEPS:
+        return FirmwareAction(req_id, levels[3])
     if len(levels) == 4 and levels[:2] == ["mgmt", "custom"]:
         return Custom(req_id, levels[2], levels[3], _params(data))
     raise _Bad(f"unknown request {suffix}", codes.NOT_FOUND)

@@ -2,8 +2,8 @@
 
 A :class:`Target` is one managed device with its effective lifetime; :func:`manage_body` is
 the ``d`` of its ``mgmt/manage`` request (PROTOCOL.md 4.5): lifetime, ``supports`` (device
-actions when reboot or factory reset is configured, no firmware actions yet, each custom
-bundle), ``deviceInfo`` and ``metadata`` as the device's attributes hold them.
+actions when reboot or factory reset is configured, firmware actions when ``firmware.install``
+is, each custom bundle), ``deviceInfo`` and ``metadata`` as the device's attributes hold them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from edged.config.management import (
     PLATFORM_MIN_LIFETIME,
     DeviceManageConfig,
+    FirmwareConfig,
     LocationConfig,
     ManagedConfig,
 )
@@ -63,6 +64,12 @@ def targets_of(
     return found
 
 
+def firmware_of(target: Target) -> FirmwareConfig | None:
+    """The target's firmware settings when it can install firmware, else None (501)."""
+    firmware = target.config.firmware
+    return firmware if firmware is not None and firmware.install is not None else None
+
+
 def local_values(target: Target, device_info: dict[str, str]) -> list[tuple[str, Any]]:
     """The attribute values the gateway's config and system give this device."""
     config = target.config
@@ -85,7 +92,7 @@ def manage_body(target: Target, attributes: DeviceAttributes) -> dict[str, Any]:
     config = target.config
     supports: dict[str, bool] = {
         "deviceActions": bool(config.actions.reboot or config.actions.factory_reset),
-        "firmwareActions": False,
+        "firmwareActions": firmware_of(target) is not None,
     }
     supports.update((bundle, True) for bundle in config.custom)
     lifetime = target.lifetime

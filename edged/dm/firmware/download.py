@@ -52,6 +52,7 @@ from edged.config.management import FirmwareConfig
 from edged.dm.firmware.state import Status
 from edged.dm.firmware.uri import Uri, parse_uri, scheme_problem
 from edged.dm.firmware.verify import Verifier
+from edged.privileged.names import VERSION_SUFFIX
 from edged.text import safe
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,9 @@ def meta_path(path: str) -> str:
 
 
 def remove_files(path: str) -> None:
-    """Delete the image, its partial file and that file's record (blocking: a few unlinks)."""
-    for name in (path, part_path(path), meta_path(path)):
+    """Delete the image, its partial file, that file's record and the image's version file
+    (blocking: a few unlinks)."""
+    for name in (path, part_path(path), meta_path(path), f"{path}{VERSION_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
 

@@ -28,7 +28,8 @@ class Served:
     files: dict[str, bytes] = field(default_factory=dict)
     modes: dict[str, set[str]] = field(default_factory=dict)
     announce: dict[str, int] = field(default_factory=dict)
-    """A Content-Length to announce instead of the true one (the body is not sent)."""
+    """A Content-Length to announce; then half the file (if any) is sent and the connection
+    held until ``hold`` is set."""
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     """(path, Range header) per request."""
     redirects: dict[str, str] = field(default_factory=dict)
@@ -58,7 +59,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path in served.announce:
             self.send_response(200)
             self.send_header("Content-Length", str(served.announce[path]))
+            self.send_header("ETag", '"v1"')
             self.end_headers()
+            held = served.files.get(path, b"")
+            self.wfile.write(held[: len(held) // 2])
             self.wfile.flush()
             served.hold.wait(10)
             return

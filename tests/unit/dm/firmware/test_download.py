@@ -31,11 +31,6 @@ IMAGE = bytes(range(256)) * 800  # 200 KiB: several reads
 SHA = hashlib.sha256(IMAGE).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
-    return LocalCA.create(tmp_path_factory.mktemp("firmware-ca"))
-
-
 @pytest.fixture
 def served() -> Served:
     return Served(files={"/fw.bin": IMAGE})
