@@ -32,6 +32,7 @@ from edged.control import ControlServer, default_socket_path
 from edged.dm.agent import DMAgent
 from edged.forwarder import Forwarder
 from edged.health import HealthReport
+from edged.liveness import ForwardView, Liveness, UplinkView
 from edged.logsetup import RECENT
 from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, OutgoingMessage
 from edged.outbox import PRIORITY_LANE, DiskThread, Outbox, OutboxStore
@@ -46,6 +47,8 @@ from edged.uplink import Uplink, UplinkSettings
 log = logging.getLogger(__name__)
 
 MAX_OPERATOR_DEVICES = 5000
+LIVENESS_SLACK = 120.0
+"""Seconds a part may stand still beyond its own timeouts before it counts as wedged."""
 SHUTDOWN_DRAIN_SECONDS = 5.0
 STOP_STEP_SECONDS = 5.0
 """The longest any one shutdown step may take before it is given up on and reported."""
@@ -133,6 +136,13 @@ class Gateway:
             config.control.socket or default_socket_path(),
             {"status": self.operator_status, "publish-status": self._publish_status_now},
         )
+        platform = config.platform
+        self.liveness = Liveness(
+            UplinkView(lambda: self.uplink.connected, self._uplink_progress),
+            ForwardView(lambda: self.outbox.depth, self._anyone_held, self._forward_progress),
+            uplink_limit=platform.connect_timeout + platform.reconnect.max + LIVENESS_SLACK,
+            forward_limit=max(LIVENESS_SLACK, 2 * platform.keepalive),
+        )
         self.stuck_tasks: list[str] = []
         """Tasks that did not stop within :data:`STOP_STEP_SECONDS` of being cancelled."""
         self._fatal: BaseException | None = None
@@ -188,6 +198,29 @@ class Gateway:
         waiting = counts["pending"] + counts["waiting"]
         held = counts["failed"] + counts["permanent"]
         return f"{counts['registered']} registered, {waiting} registering, {held} refused"
+
+    # -- liveness (the watchdog) ---------------------------------------------------------------
+
+    def _alive(self) -> bool:
+        return not self.liveness.wedged()
+
+    def _uplink_progress(self) -> tuple[str, int]:
+        stats = self.uplink.stats
+        return stats.state, stats.attempts
+
+    def _anyone_held(self) -> bool:
+        counts = self.registrar.counts()
+        return any(counts[state] for state in ("waiting", "pending", "failed", "permanent"))
+
+    def _forward_progress(self) -> tuple[int, ...]:
+        counters = self.outbox.counters
+        return (
+            self.bridge.counters["forwarded"],
+            counters["delivered"],
+            counters["resent"],
+            counters["rejected"],
+            self.outbox.depth,
+        )
 
     def operator_status(self) -> dict[str, Any]:
         """What ``edged status`` shows: the status event plus per-device detail and recent
@@ -280,7 +313,7 @@ class Gateway:
         adapters = loop.create_task(self.supervisor.run(), name="supervisor")
         background = [
             loop.create_task(keep_running("status loop", self._status_loop), name="status"),
-            loop.create_task(self.notifier.watchdog(), name="watchdog"),
+            loop.create_task(self.notifier.watchdog(self._alive), name="watchdog"),
         ]
         if self.dm is not None:
             dm = self.dm

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,15 @@ class Notifier:
         except OSError as exc:
             log.debug("sd_notify failed: %s", exc)
 
-    async def watchdog(self) -> None:
-        """Ping the watchdog until cancelled (only when ``WatchdogSec`` is set)."""
+    async def watchdog(self, alive: Callable[[], bool] = lambda: True) -> None:
+        """Ping the watchdog until cancelled (only when ``WatchdogSec`` is set), skipping the
+        pings while ``alive()`` says a part is wedged (see :mod:`edged.liveness`)."""
         if self.watchdog_interval is None or not self.enabled:
             await asyncio.Event().wait()
             return
         while True:
-            self.notify("WATCHDOG=1")
+            if alive():
+                self.notify("WATCHDOG=1")
             await asyncio.sleep(self.watchdog_interval)
 
     def close(self) -> None:

@@ -51,3 +51,35 @@ def test_without_systemd_nothing_happens() -> None:
     assert not notifier.enabled
     notifier.notify("READY=1")
     notifier.close()
+
+
+async def test_watchdog_pings_stop_while_not_alive_and_resume_after() -> None:
+    name = f"edged-test-alive-{os.getpid()}"
+    alive = [True]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + name)
+        server.setblocking(False)
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "40000"})
+        task = asyncio.create_task(notifier.watchdog(lambda: alive[0]))
+
+        def drain() -> int:
+            count = 0
+            while True:
+                try:
+                    server.recv(64)
+                except BlockingIOError:
+                    return count
+                count += 1
+
+        await asyncio.sleep(0.1)
+        assert drain() >= 2
+        alive[0] = False
+        await asyncio.sleep(0.03)
+        drain()  # a ping sent just before the switch
+        await asyncio.sleep(0.1)
+        assert drain() == 0
+        alive[0] = True
+        await asyncio.sleep(0.1)
+        assert drain() >= 2
+        task.cancel()
+        notifier.close()
