@@ -343,3 +343,34 @@ async def test_refused_package_is_unsupported_image(tmp_path: Path) -> None:
     assert firmware(rig, GW)["updateStatus"] == 5
     assert files(tmp_path) == []
     await rig.agent.close()
+
+
+async def test_interrupted_program_install_is_update_status_2_after_restart(
+    tmp_path: Path, ca: LocalCA, record: Path
+) -> None:
+    document = {
+        "format": 1,
+        "devices": {
+            "sensor/S1": {
+                "values": {FW: {"version": "2.0", "state": 2, "updateStatus": 1}},
+                "observed": ["mgmt.firmware.state", "mgmt.firmware.updateStatus"],
+                "job": {"from": VERSION},
+            }
+        },
+        "managed": ["sensor/S1"],
+    }
+    (tmp_path / "dm.json").write_bytes(orjson.dumps(document))
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "fw+sensor+S1.img").write_bytes(IMAGE)
+    rig = firmware_rig(tmp_path, ca, installer(tmp_path, record))
+    assert firmware(rig)["state"] == 0 and firmware(rig)["updateStatus"] == 2
+    # Observers of sub-fields get their own field, in the same notify.
+    (sent,) = rig.of("notify", S1)
+    assert sent.body["d"]["fields"] == [
+        {"field": "mgmt.firmware.state", "value": 0},
+        {"field": "mgmt.firmware.updateStatus", "value": 2},
+    ]
+    assert files(tmp_path) == []
+    assert rig.agent.state.attributes(S1).job == {}
+    assert rig.of("mgmt/manage", S1)[-1].body["d"]["deviceInfo"]["fwVersion"] == "1.0"
+    await rig.agent.close()
