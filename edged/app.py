@@ -46,6 +46,8 @@ from edged.uplink import Uplink, UplinkSettings
 
 log = logging.getLogger(__name__)
 
+EXIT_RESTART = 75
+"""Exit status asking systemd to start the daemon again (EX_TEMPFAIL; Restart=on-failure)."""
 MAX_OPERATOR_DEVICES = 5000
 LIVENESS_SLACK = 120.0
 """Seconds a part may stand still beyond its own timeouts before it counts as wedged."""
@@ -143,6 +145,7 @@ class Gateway:
             uplink_limit=platform.connect_timeout + platform.reconnect.max + LIVENESS_SLACK,
             forward_limit=max(LIVENESS_SLACK, 2 * platform.keepalive),
         )
+        self.restart_requested = False
         self.stuck_tasks: list[str] = []
         """Tasks that did not stop within :data:`STOP_STEP_SECONDS` of being cancelled."""
         self._fatal: BaseException | None = None
@@ -176,6 +179,7 @@ class Gateway:
             ),
             version=__version__,
             location=self.context.location,
+            restart=self.request_restart,
         )
 
     def _send_dm(self, device: DeviceIdentity, topic: str, payload: bytes) -> None:
@@ -270,6 +274,13 @@ class Gateway:
 
     def request_stop(self) -> None:
         """Begin an orderly shutdown (signal handlers call this)."""
+        self._stop.set()
+
+    def request_restart(self) -> None:
+        """Shut down in order and exit with :data:`EXIT_RESTART`, so that systemd starts the
+        daemon again (after a package upgrade of edged itself)."""
+        log.warning("restarting: shutting down; systemd starts edged again")
+        self.restart_requested = True
         self._stop.set()
 
     async def run(self) -> None:

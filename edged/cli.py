@@ -43,7 +43,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edged.app import Gateway
+    from edged.app import EXIT_RESTART, Gateway
     from edged.config import load_config
     from edged.logsetup import setup_logging
     from edged.outbox import OutboxError
@@ -58,10 +58,14 @@ def _run(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         log.warning("config: %s", warning)
 
+    restart = False
+
     async def main() -> None:
+        nonlocal restart
         gateway = Gateway(config)
         try:
             await gateway.run()
+            restart = gateway.restart_requested
         finally:
             if gateway.stuck_tasks:
                 # asyncio.run would wait forever for a task that ignores cancellation.
@@ -78,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception:
         log.exception("edged stopped on an unexpected error")
         return EX_SOFTWARE
-    return EX_OK
+    return EXIT_RESTART if restart else EX_OK
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -127,7 +127,9 @@ class FirmwareConfig(StrictModel):
     connect_timeout: Annotated[float, duration_range(0.1, 10 * MINUTE)] = 30.0
 
 
-GATEWAY_FIRMWARE = FirmwareConfig(install=ActionConfig(builtin="install-package"))
+GATEWAY_FIRMWARE = FirmwareConfig(
+    install=ActionConfig(builtin="install-package", timeout=30 * MINUTE)
+)
 """The gateway's default: install a verified .deb of edged through the root helper."""
 
 
@@ -208,9 +210,7 @@ class ManagedConfig(StrictModel):
     @model_validator(mode="after")
     def _gateway_runs_locally(self) -> ManagedConfig:
         if any(action.command is not None for action in _actions_of(self)):
-            raise ValueError(
-                "the gateway's actions use run or builtin (it has no adapter)"
-            )
+            raise ValueError("the gateway's actions use run or builtin (it has no adapter)")
         return self
 
 

@@ -60,6 +60,7 @@ class DMAgent:
         *,
         version: str,
         location: LocationBoard | None = None,
+        restart: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -101,6 +102,7 @@ class DMAgent:
             notify=self._notify,
             version=version,
             wall=wall,
+            restart=restart,
         )
         self.lifecycle = Lifecycle(
             self._request, clock=clock, on_managed=self._managed, on_unmanaged=self._unmanaged

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from edged.adapters.ble.power import close_bus
+from edged.dbusutil import close_bus
 from edged.privileged import PrivilegedError
 from edged.privileged.names import FIRMWARE_DIR, check_image_name, install_unit
 from edged.text import safe

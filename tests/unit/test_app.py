@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from edged import registry
 from edged.app import Gateway
 from edged.config import load_config_text
 from edged.model import DeviceIdentity, DeviceState
+from edged.netutil import free_port
 
 CONFIG = """\
 platform:
@@ -43,3 +46,25 @@ async def test_an_adapter_that_cannot_load_marks_only_its_devices_down(
     status = gateway.status()
     assert status["adapters"]["serial"]["failing"] is True
     assert status["devices"]["down"] == 1
+
+
+async def test_a_restart_request_stops_in_order_and_is_reported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EDGED_APP_TEST_TOKEN", "t0ken-value")
+    config = load_config_text(
+        CONFIG.replace(
+            "  token_env", f"  host: 127.0.0.1\n  port: {free_port()}\n  tls: false\n  token_env"
+        )
+        + f"storage: {{path: {tmp_path / 'outbox.sqlite'}}}\n"
+        + f"control: {{socket: {tmp_path / 'c.sock'}}}\n"
+    )
+    gateway = Gateway(config)
+    running = asyncio.create_task(gateway.run())
+    await asyncio.sleep(0.3)
+    assert not gateway.restart_requested
+    gateway.request_restart()
+    await asyncio.wait_for(running, 20)
+    assert gateway.restart_requested
+    assert gateway.stuck_tasks == []
+    await asyncio.get_running_loop().shutdown_default_executor()  # the state files' writer

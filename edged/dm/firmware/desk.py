@@ -67,8 +67,10 @@ class FirmwareDesk:
         version: str,
         wall: Callable[[], float] = time.time,
         downloader: Downloader | None = None,
+        restart: Callable[[], None] = lambda: None,
     ) -> None:
         self.directory = directory
+        self._restart = restart
         self.runner = runner
         self.out = out
         self._attributes = attributes
@@ -271,8 +273,12 @@ class FirmwareDesk:
             return
         if at_restart:
             log.warning(
-                "%s: the package is installed; edged's restart completes the update", device
+                "%s: the package is installed; edged restarts to run it (the restart completes "
+                "the update)",
+                device,
             )
+            self._save()
+            self._restart()
             return
         remove_files(image)  # blocking edge: a few unlinks
         self._attributes(device).job = {}

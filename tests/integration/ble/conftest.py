@@ -23,7 +23,7 @@ async def release_bleak() -> None:
     """
     from bleak.backends.bluezdbus import manager
 
-    from edged.adapters.ble.power import close_bus
+    from edged.dbusutil import close_bus
 
     instance = manager._global_instances.pop(asyncio.get_running_loop(), None)
     bus = getattr(instance, "_bus", None)

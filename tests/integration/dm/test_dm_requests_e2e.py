@@ -182,16 +182,18 @@ def test_bad_requests_get_their_protocol_answer_and_nothing_acts(
     assert emulator.violations == []
 
 
-def test_firmware_actions_are_not_implemented_yet(
+def test_firmware_actions_need_an_install_action(
     tmp_path: Path, broker: Broker, emulator: PlatformEmulator
 ) -> None:
-    """Issue 11 builds the agent without firmware actions (the next issue adds them)."""
+    """An attached device without firmware.install answers 501 and does not advertise
+    firmwareActions; the gateway (default: install a .deb of edged) advertises them and refuses
+    a download without a uri or an update before a download with 400 (docs/firmware.md)."""
     config = dm_config(tmp_path, broker, devices=[sim(PUMP, {})])
     with running_daemon(config):
         wait_managed(emulator, GW, PUMP)
-        for device in (GW, PUMP):
-            for step in ("download", "update"):
-                assert _rc(emulator, device, f"mgmt/initiate/firmware/{step}") == 501
-    for device in (GW, PUMP):
-        record = emulator.device(device)
-        assert record is not None and record.dm.supports["firmwareActions"] is False
+        for step in ("download", "update"):
+            assert _rc(emulator, PUMP, f"mgmt/initiate/firmware/{step}") == 501
+            assert _rc(emulator, GW, f"mgmt/initiate/firmware/{step}") == 400
+    pump, gateway = emulator.device(PUMP), emulator.device(GW)
+    assert pump is not None and pump.dm.supports["firmwareActions"] is False
+    assert gateway is not None and gateway.dm.supports["firmwareActions"] is True

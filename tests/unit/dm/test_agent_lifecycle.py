@@ -39,7 +39,8 @@ async def test_manage_on_connect_for_the_gateway_and_each_managed_device(tmp_pat
     assert set(manages) == {GW, S1, S2}
     gw = manages[GW]["d"]
     assert gw["lifetime"] == 3600 and gw["metadata"] == {"site": "A"}
-    assert gw["supports"] == {"deviceActions": True, "firmwareActions": False, "sys": True}
+    # the gateway's default firmware install: a .deb of edged through the root helper
+    assert gw["supports"] == {"deviceActions": True, "firmwareActions": True, "sys": True}
     assert gw["deviceInfo"]["fwVersion"] == VERSION and gw["deviceInfo"]["model"] == "edge-1"
     s1 = manages[S1]["d"]
     assert s1["supports"] == {"deviceActions": True, "firmwareActions": False, "tools": True}

@@ -189,12 +189,12 @@ async def test_gateway_custom_action_runs_locally(tmp_path: Path) -> None:
     await rig.agent.close()
 
 
-async def test_firmware_actions_are_501_for_now(tmp_path: Path) -> None:
+async def test_firmware_actions_without_an_install_action_are_501(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     for step in ("download", "update"):
         rig.deliver(S1, f"mgmt/initiate/firmware/{step}", {"reqId": step})
         answer = rig.answer(step)
-        assert answer["rc"] == 501 and "not supported yet" in answer["message"]
+        assert answer["rc"] == 501 and "no firmware.install" in answer["message"]
     await rig.agent.close()
 
 

@@ -119,8 +119,6 @@ def test_device_actions_and_custom() -> None:
         ("mgmt/initiate/device/reboot/now", {"reqId": "r"}, 404),
         ("mgmt/initiate/device/explode", {"reqId": "r"}, 404),
         ("something/else", {"reqId": "r"}, 404),
-        ("mgmt/initiate/firmware/download", {"reqId": "r"}, 501),
-        ("mgmt/initiate/firmware/update", {"reqId": "r"}, 501),
         ("observe", {"reqId": "r"}, 400),
         ("observe", {"reqId": "r", "d": {"fields": [{"no": "field"}]}}, 400),
         ("observe", {"reqId": "r", "d": {"fields": ["x" * 256]}}, 400),

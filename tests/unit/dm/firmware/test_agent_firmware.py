@@ -315,11 +315,14 @@ async def test_gateway_package_install_waits_for_the_restart(tmp_path: Path) -> 
     rig.agent.state.attributes(GW).values[FW] = value
     fake = FakeRunner()
     rig.agent.firmware.runner = fake  # type: ignore[assignment]
+    restarts: list[bool] = []
+    rig.agent.firmware._restart = lambda: restarts.append(True)
     ask(rig, "observe", "o", GW)
     assert ask(rig, "update", "u", GW)["rc"] == 202
     await wait_for(lambda: bool(fake.calls))
     await settle()
     assert fake.calls == [(GW, str(tmp_path / "firmware" / "fw+gw+GW1.deb"))]
+    assert restarts == [True]  # the daemon restarts to run the new package
     assert firmware(rig, GW)["updateStatus"] == 1  # complete only once 10.0 is running
     assert notified(rig, GW) == [{"updateStatus": 1}]
     assert rig.agent.state.attributes(GW).job == {"from": VERSION}
