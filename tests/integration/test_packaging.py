@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,8 +56,41 @@ def test_unit_is_hardened(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:]
 
 
+def _directives(name: str) -> list[str]:
+    return [
+        line.split("=", 1)[1]
+        for line in UNIT.read_text().splitlines()
+        if line.startswith(f"{name}=")
+    ]
+
+
 def test_unit_runs_what_the_package_installs() -> None:
     text = UNIT.read_text()
     assert "Type=notify" in text and "WatchdogSec=" in text
-    assert "ExecStart=/usr/bin/edged run --config /etc/edged/edged.yaml" in text
-    assert "RestartPreventExitStatus=78" in text
+    assert _directives("ExecStart") == ["/usr/bin/edged run --config /etc/edged/edged.yaml"]
+    assert _directives("RestartPreventExitStatus") == ["78"]
+
+
+def test_a_bad_config_cannot_restart_loop() -> None:
+    """RestartPreventExitStatus= covers the main process only: no step before it may exit 78."""
+    assert _directives("ExecStartPre") == []
+    assert _directives("ExecCondition") == []
+    assert _directives("Restart") == ["on-failure"]
+
+
+def test_run_without_the_token_file_exits_78_naming_it(tmp_path: Path) -> None:
+    """What the unit does before /etc/edged/token exists: exit 78 and say which file is missing."""
+    example = (REPO / "config" / "edged.example.yaml").read_text()
+    missing = tmp_path / "token"
+    config = tmp_path / "edged.yaml"
+    config.write_text(example.replace("token_file: /etc/edged/token", f"token_file: {missing}"))
+    result = subprocess.run(
+        [sys.executable, "-m", "edged", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "EDGED_TOKEN"},
+    )
+    assert result.returncode == 78, result.stderr
+    assert "platform.token_file: cannot read the token file: No such file" in result.stderr
