@@ -16,6 +16,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edged.uplink.pahoclient import LoopClient
+
 log = logging.getLogger("edged.uplink")
 
 MISC_INTERVAL = 1.0
@@ -25,6 +27,9 @@ MISC_INTERVAL = 1.0
 # holds back its next PUBACKs or a command until that ACK arrives. Quick ACK mode has to be
 # re-armed after each read.
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+_DRAIN_ROUNDS = 64
+"""``loop_read()`` calls per read event on bytes already read (then the rest waits a loop turn)."""
 
 
 class LoopDriver:
@@ -37,7 +42,7 @@ class LoopDriver:
 
     def __init__(
         self,
-        client: mqtt.Client,
+        client: LoopClient,
         *,
         after_read: Callable[[], None],
         drained: Callable[[], None],
@@ -53,6 +58,7 @@ class LoopDriver:
         self.sock: Any = None
         self._tls = False
         self._misc_handle: asyncio.TimerHandle | None = None
+        self._again: asyncio.Handle | None = None
         client.on_socket_open = self._opened
         client.on_socket_close = self._closed
         client.on_socket_register_write = self._want_write
@@ -84,6 +90,9 @@ class LoopDriver:
         self._loop.remove_reader(sock)
         self._loop.remove_writer(sock)
         self.stop_timer()
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
         self.sock = None
 
     def _want_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -102,8 +111,15 @@ class LoopDriver:
         try:
             client.loop_read()
             sock = self.sock
-            # TLS may hold decrypted bytes the socket will never signal again: drain them.
-            while self._tls and sock is not None and sock.pending():
+            # Bytes the socket will never signal again: paho may stop after a few packets while
+            # more sit in LoopClient's read buffer, and TLS may hold decrypted bytes. Drain
+            # both, but under a flood come back on the next loop turn instead of starving it.
+            rounds = _DRAIN_ROUNDS
+            while sock is not None and (client.buffered() or (self._tls and sock.pending())):
+                if not rounds:
+                    self._read_again()
+                    break
+                rounds -= 1
                 client.loop_read()
                 sock = self.sock
             if _QUICKACK is not None and sock is not None:
@@ -111,6 +127,15 @@ class LoopDriver:
         except Exception as exc:  # noqa: BLE001 - a broken packet must not kill the loop
             self._fail(f"error while reading from the broker: {exc!r}")
         self._after_read()
+
+    def _read_again(self) -> None:
+        if self._again is None and self._loop is not None:
+            self._again = self._loop.call_soon(self._read_later)
+
+    def _read_later(self) -> None:
+        self._again = None
+        if self.sock is not None:
+            self._readable()
 
     def _writable(self) -> None:
         try:

@@ -7,13 +7,19 @@ be read back from the other end.
 from __future__ import annotations
 
 import collections
+import inspect
 import socket
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 
+from edged.uplink import Uplink
 from edged.uplink.pahoclient import LoopClient, acknowledged
+from tests.support.uplink_settings import settings_for_port
 
 # The real paho is the counterpart: "integration" makes CI run this on the oldest paho too.
 pytestmark = pytest.mark.integration
@@ -131,3 +137,54 @@ def test_paho_drops_a_message_on_its_puback_only_and_resends_the_rest_to_a_new_s
         for pair in pairs:
             for end in pair:
                 end.close()
+
+
+def _parameters(function: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def test_the_internals_of_loopclients_read_and_puback_paths_are_where_it_expects_them() -> None:
+    """LoopClient overrides ``_sock_recv`` and ``_handle_pubackcomp`` and repeats part of what
+    paho does on a PUBACK (see edged/uplink/pahoclient.py). A paho that moved any of this must
+    fail here, not lose track of deliveries; test_paho_fastpath.py compares the behaviour."""
+    assert _parameters(mqtt.Client._sock_recv) == ["self", "bufsize"]
+    assert _parameters(mqtt.Client._handle_pubackcomp) == ["self", "cmd"]
+    assert _parameters(mqtt.Client._sock_close) == ["self"]
+    assert _parameters(mqtt.Client._create_socket) == ["self"]
+    assert _parameters(mqtt.MQTTMessageInfo._set_as_published) == ["self"]
+    # paho reads only through _sock_recv and hands every PUBACK to _handle_pubackcomp
+    reads = inspect.getsource(mqtt.Client._packet_read)
+    assert "self._sock_recv(" in reads
+    assert ".recv(" not in reads.replace("self._sock_recv(", "")
+    assert 'self._handle_pubackcomp("PUBACK")' in inspect.getsource(mqtt.Client._packet_handle)
+    # ... and on a PUBACK for a message it holds does what LoopClient repeats
+    on_publish = inspect.getsource(mqtt.Client._do_on_publish)
+    for step in (
+        "self._out_messages.pop(mid)",
+        "msg.info._set_as_published()",
+        "self._inflight_messages -= 1",
+        "if self._max_inflight_messages > 0:",
+    ):
+        assert step in on_publish, step
+
+    client = LoopClient(client_id="g:o:t:i", reconnect_on_failure=False)
+    client.max_inflight_messages_set(0)
+    client.connect_async("broker.invalid", 1883, 30)
+    assert {"command", "packet", "remaining_length"} <= set(client._in_packet)
+    assert client._in_packet["packet"] == b""
+    assert client._protocol == MQTTProtocolVersion.MQTTv311
+    assert client._inflight_messages == 0
+    assert isinstance(client._out_messages, collections.OrderedDict)
+    assert client.on_publish is None
+    assert client.max_inflight_messages == 0
+    assert client.fast_puback
+
+
+def test_the_uplink_takes_the_cheap_puback_path_at_mqtt311_only() -> None:
+    """edged.uplink.session leaves on_publish unset and turns paho's in-flight limit off for
+    MQTT 3.1.1 (what the cheap path needs); a change there would quietly cost CPU."""
+    settings = replace(settings_for_port(1), client_id="g:o:t:i")
+    plain = Uplink(settings, lambda message: None)
+    assert plain._client.fast_puback
+    v5 = Uplink(replace(settings, mqtt_version="5"), lambda message: None)
+    assert not v5._client.fast_puback
