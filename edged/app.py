@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from edged import __version__, codec, registry, topics
+from edged import __version__, codec, topics
 from edged.adapters.base import Adapter, AdapterContext
 from edged.bridge import Bridge
 from edged.config import Config
@@ -37,6 +37,7 @@ from edged.logsetup import RECENT
 from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, OutgoingMessage
 from edged.outbox import PRIORITY_LANE, DiskThread, Outbox, OutboxStore
 from edged.registrar import Registrar
+from edged.reload import Reloader, build_runners
 from edged.router import Router
 from edged.statefile import StateFile, sibling_path
 from edged.supervisor import Supervisor, keep_running
@@ -64,7 +65,8 @@ class Gateway:
         self.notifier = notifier or Notifier()
         self.context = AdapterContext(gateway=config.gateway)
         self.adapters: list[Adapter] = []
-        self._unavailable: dict[str, str] = {}
+        self.unavailable: dict[str, str] = {}
+        """Adapter types that could not be loaded, with the reason (their devices are down)."""
         self._build_adapters()
         storage = config.storage
         registration = config.registration
@@ -97,13 +99,14 @@ class Gateway:
             alarm_events=storage.alarm_events,
         )
         for device in config.devices:
-            if device.adapter in self._unavailable:
+            if device.adapter in self.unavailable:
                 self.bridge.set_state(
-                    device.identity, DeviceState.DOWN, self._unavailable[device.adapter]
+                    device.identity, DeviceState.DOWN, self.unavailable[device.adapter]
                 )
         self.bridge.gateway_commands.update(self._gateway_commands())
         self.forwarder = Forwarder(self.outbox, self.bridge.counters, gate=self.registrar)
         self.supervisor = Supervisor(self.adapters, self.bridge)
+        self.adapters = self.supervisor.adapters  # one list: a reload starts and stops runners
         client_id = topics.gateway_client_id(config.platform.org, config.gateway)
         self.dm = self._build_dm_agent()
         self.router = Router(
@@ -130,14 +133,19 @@ class Gateway:
             self.supervisor,
             self.adapters,
             self.registrar.problems,
-            self._unavailable,
+            self.unavailable,
             sections=sections,
             line_parts=[self._registration_line],
         )
         self.control = ControlServer(
             config.control.socket or default_socket_path(),
-            {"status": self.operator_status, "publish-status": self._publish_status_now},
+            {
+                "status": self.operator_status,
+                "publish-status": self._publish_status_now,
+                "reload": lambda: self.reloader.reload(),  # noqa: PLW0108 - built next
+            },
         )
+        self.reloader = Reloader(self)
         platform = config.platform
         self.liveness = Liveness(
             UplinkView(lambda: self.uplink.connected, self._uplink_progress),
@@ -150,18 +158,16 @@ class Gateway:
         """Tasks that did not stop within :data:`STOP_STEP_SECONDS` of being cancelled."""
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
+        self._status_wake = asyncio.Event()
 
     def _build_adapters(self) -> None:
-        settings = self.config.adapter_settings
         for name in self.config.adapters_in_use:
-            specs = [device.spec() for device in self.config.devices if device.adapter == name]
             try:
-                factory = registry.adapter_factory(name)
-                self.adapters.extend(factory(specs, settings.get(name), self.context))
+                self.adapters.extend(build_runners(self.config, name, self.context))
             except Exception as exc:  # noqa: BLE001 - one broken adapter must not stop the others
                 reason = f"adapter {name} unavailable: {exc}"
-                log.error("%s; its %d device(s) are marked down", reason, len(specs))
-                self._unavailable[name] = reason
+                log.error("%s; its device(s) are marked down", reason)
+                self.unavailable[name] = reason
 
     def _build_dm_agent(self) -> DMAgent | None:
         config = self.config
@@ -265,10 +271,18 @@ class Gateway:
         self.bridge.publish_event(self.config.gateway, self.config.status.event, body, 1)
         self.notifier.notify(f"STATUS={self.health.summary_line()}")
 
+    def status_changed(self) -> None:
+        """The ``status:`` settings changed (a reload): publish now and go on at the new
+        interval."""
+        self._status_wake.set()
+
     async def _status_loop(self) -> None:
         while True:
             self._publish_status()
-            await asyncio.sleep(self.config.status.interval)
+            self._status_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.status.interval):
+                    await self._status_wake.wait()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -291,10 +305,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
         try:
             await self._run_until_stopped()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.notifier.close()
         if self._fatal is not None:
@@ -344,6 +359,7 @@ class Gateway:
             )
             await self._stop.wait()
             self.notifier.notify("STOPPING=1", "STATUS=stopping")
+            await self.reloader.close()
             log.info(
                 "stopping: adapters first, then sending what the outbox holds (%d messages) "
                 "for up to %g s",
@@ -366,6 +382,10 @@ class Gateway:
             await self._bounded("saving registrations", self.registrar.state_file.flush())
             await self._bounded("closing the control socket", self.control.close())
             await self._bounded("closing the outbox", self.outbox.close())
+
+    def _reload_signal(self) -> None:
+        if not self._stop.is_set():
+            self.reloader.request()  # the outcome is logged
 
     def _uplink_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and not self._stop.is_set():

@@ -13,10 +13,11 @@ puts each one's result into the outbox's priority lane.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from edged import codec, topics
@@ -24,6 +25,7 @@ from edged.adapters.base import Adapter
 from edged.commands import CommandDesk
 from edged.errors import CommandFailed, CommandUnsupported
 from edged.forwarder import Forwarder, Publisher
+from edged.logsetup import device_extra
 from edged.model import (
     Command,
     DeviceIdentity,
@@ -144,10 +146,14 @@ class Bridge:
             listener(device, state, detail)
         if state in (DeviceState.OFFLINE, DeviceState.DOWN):
             log.warning(
-                "device %s is %s%s", device, state.value, f": {safe(detail)}" if detail else ""
+                "device %s is %s%s",
+                device,
+                state.value,
+                f": {safe(detail)}" if detail else "",
+                extra=device_extra(device),
             )
         elif current is not None and current.state in (DeviceState.OFFLINE, DeviceState.DOWN):
-            log.info("device %s is %s again", device, state.value)
+            log.info("device %s is %s again", device, state.value, extra=device_extra(device))
 
     # -- outgoing ------------------------------------------------------------------------------
 
@@ -164,6 +170,7 @@ class Bridge:
                 safe(topic),
                 codec.MAX_PAYLOAD,
                 device,
+                extra=device_extra(device),
             )
         return False
 
@@ -212,7 +219,55 @@ class Bridge:
             raise CommandUnsupported(f"device {command.device} is not attached to this gateway")
         lock = self._device_locks.setdefault(command.device, asyncio.Lock())
         async with lock:  # one command at a time per device, in arrival order
+            # Looked up again: a reload may have given the device a new runner meanwhile.
+            adapter = self.owners.get(command.device)
+            if adapter is None:
+                raise CommandUnsupported(f"device {command.device} is no longer attached")
             return await adapter.execute(command)
+
+    @contextlib.asynccontextmanager
+    async def holding(
+        self, devices: Iterable[DeviceIdentity], wait_at_most: float
+    ) -> AsyncIterator[None]:
+        """Hold the command locks of ``devices``: commands running on them finish first (at
+        most ``wait_at_most`` s in all, then the block runs anyway), later ones wait until the block
+        ends and then go to whichever runner owns their device then (a reload swaps runners).
+        """
+        held: list[asyncio.Lock] = []
+        try:
+            async with asyncio.timeout(wait_at_most):
+                for device in sorted(devices):
+                    lock = self._device_locks.setdefault(device, asyncio.Lock())
+                    await lock.acquire()
+                    held.append(lock)
+        except TimeoutError:
+            log.warning(
+                "a command still runs after %g s; reconfiguring its device anyway", wait_at_most
+            )
+        try:
+            yield
+        finally:
+            for lock in held:
+                lock.release()
+
+    def attach(self, adapters: Iterable[Adapter]) -> None:
+        """Make ``adapters`` the owners of their devices (each device starts afresh)."""
+        for adapter in adapters:
+            for device in adapter.devices:
+                self.owners[device] = adapter
+                self.set_state(device, DeviceState.STARTING, "starting")
+
+    def detach(self, devices: Iterable[DeviceIdentity], *, forget: bool) -> None:
+        """Take ``devices`` from their runners; with ``forget``, drop them from the device
+        table too (removed from the config: their queued messages are still delivered)."""
+        for device in devices:
+            self.owners.pop(device, None)
+            if forget:
+                self.states.pop(device, None)
+                self._oversize_logged.discard(device)
+                lock = self._device_locks.get(device)
+                if lock is not None and not lock.locked():
+                    del self._device_locks[device]
 
     async def cancel_commands(self) -> None:
         """Cancel commands still in progress (shutdown); each is answered as cancelled."""

@@ -56,6 +56,10 @@ class Router:
         self.counters: Counter[str] = Counter()
         self._problems = ProblemLog(log, "router", quiet=300.0)
 
+    def set_devices(self, devices: Iterable[DeviceIdentity]) -> None:
+        """Replace the configured devices (a reload); apply :meth:`subscriptions` afterwards."""
+        self.devices = frozenset(devices)
+
     def subscriptions(self) -> list[tuple[str, int]]:
         """The full subscription set, as ``(filter, qos)`` pairs."""
         types = sorted({device.type_id for device in self.devices})

@@ -1,7 +1,9 @@
-"""``edged status``: ask the running daemon what it is doing, over its control socket.
+"""``edged status`` and ``edged reload``: talk to the running daemon over its control socket.
 
 Exit codes follow the LSB convention for status: 0 running, 3 not running (or the socket cannot
-be used), 1 the daemon refused or the answer was unreadable.
+be used), 1 the daemon refused or the answer was unreadable. ``edged reload`` exits 0 when the
+config was applied, 1 when it was refused (its problems printed, one ``FILE:LINE:`` each) and 3
+when the daemon is not running.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from edged.control import NotRunning, default_socket_path, request
 EXIT_RUNNING = 0
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3
+RELOAD_TIMEOUT = 60.0
+"""A reload waits for running commands (``commands.timeout``) and stops runners (5 s)."""
 MAX_SHOWN = 50
 """Devices and problems listed in the human-readable view (all are in --json)."""
 
@@ -33,6 +37,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--publish", action="store_true", help="also make the daemon publish its status event now"
     )
     parser.set_defaults(func=run)
+    reload = sub.add_parser(
+        "reload", help="make the running daemon re-read its config (like systemctl reload edged)"
+    )
+    reload.add_argument(
+        "--socket", default=None, help=f"control socket (default {default_socket_path()})"
+    )
+    reload.set_defaults(func=run_reload)
+
+
+def run_reload(args: argparse.Namespace) -> int:
+    """Ask the daemon to reload; print what changed, or why the config was refused."""
+    path = args.socket or default_socket_path()
+    try:
+        data = request(path, "reload", timeout=RELOAD_TIMEOUT)
+    except NotRunning as exc:
+        print(f"edged reload: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"edged reload: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if not data.get("applied"):
+        for problem in data.get("problems", []):
+            print(problem, file=sys.stderr)
+        print("edged reload: refused; the daemon runs on with its config", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"reloaded: {data.get('summary', '')}")
+    for name in data.get("restart", []):
+        print(f"  needs a restart: {name}")
+    return EXIT_RUNNING
 
 
 def run(args: argparse.Namespace) -> int:

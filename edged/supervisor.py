@@ -1,5 +1,7 @@
 """Runs each adapter as a named task and restarts it with backoff when it fails.
 
+Runners can be stopped and started while it runs (a config reload, :mod:`edged.reload`).
+
 Logging follows state transitions only: one ERROR when an adapter starts failing, DEBUG while it
 keeps failing, one INFO when it has run long enough again to count as recovered.
 """
@@ -7,6 +9,7 @@ keeps failing, one INFO when it has run long enough again to count as recovered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from edged.adapters.base import Adapter, ReadingSink
 from edged.backoff import Backoff
 from edged.errors import PermanentAdapterError, TransientAdapterError
+from edged.logsetup import adapter_extra
 from edged.model import DeviceState
 
 log = logging.getLogger(__name__)
@@ -55,12 +59,52 @@ class Supervisor:
         self._backoff_factory = backoff_factory
         self._permanent_backoff_factory = permanent_backoff_factory
         self._healthy_after = healthy_after
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # by id() of the adapter
 
     async def run(self) -> None:
         """Run every adapter under supervision until cancelled."""
         async with asyncio.TaskGroup() as group:
-            for adapter in self.adapters:
-                group.create_task(self._supervise(adapter), name=f"adapter:{adapter.name}")
+            self._group = group
+            try:
+                for adapter in self.adapters:
+                    self._launch(adapter)
+                await asyncio.get_running_loop().create_future()  # runners come and go
+            finally:
+                self._group = None
+
+    def _launch(self, adapter: Adapter) -> None:
+        assert self._group is not None
+        task = self._group.create_task(self._supervise(adapter), name=f"adapter:{adapter.name}")
+        self._tasks[id(adapter)] = task
+        task.add_done_callback(lambda _: self._tasks.pop(id(adapter), None))
+
+    def start(self, adapters: Iterable[Adapter]) -> None:
+        """Add ``adapters`` and run them (at once when :meth:`run` is running)."""
+        for adapter in adapters:
+            self.adapters.append(adapter)
+            self.health[adapter.name] = AdapterHealth(adapter.name)
+            if self._group is not None:
+                self._launch(adapter)
+
+    async def stop(self, adapters: Iterable[Adapter], timeout: float) -> list[str]:  # noqa: ASYNC109
+        """Cancel ``adapters`` and forget them, waiting at most ``timeout`` s for their tasks.
+
+        Returns the names of the runners that did not stop in time (they are forgotten
+        anyway; their tasks end whenever they honour the cancellation).
+        """
+        doomed = list(adapters)
+        tasks = [task for a in doomed if (task := self._tasks.get(id(a))) is not None]
+        for task in tasks:
+            task.cancel()
+        stuck: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=timeout)
+        for adapter in doomed:
+            with contextlib.suppress(ValueError):
+                self.adapters.remove(adapter)
+            self.health.pop(adapter.name, None)
+        return sorted(task.get_name() for task in stuck)
 
     def _mark_devices(self, adapter: Adapter, state: DeviceState, detail: str) -> None:
         for device in adapter.devices:
@@ -97,10 +141,15 @@ class Supervisor:
                     error,
                     delay,
                     exc_info=None if known else error,
+                    extra=adapter_extra(adapter.name),
                 )
             else:
                 log.debug(
-                    "adapter %s failed again: %s; retry in %.1f s", adapter.name, error, delay
+                    "adapter %s failed again: %s; retry in %.1f s",
+                    adapter.name,
+                    error,
+                    delay,
+                    extra=adapter_extra(adapter.name),
                 )
             self._mark_devices(adapter, DeviceState.DOWN, str(error))
             await asyncio.sleep(delay)
@@ -110,10 +159,15 @@ class Supervisor:
             )
 
     def _maybe_recovered(self, name: str, restarts_then: int) -> None:
-        health = self.health[name]
-        if health.failing and health.restarts == restarts_then:
+        health = self.health.get(name)  # gone when the runner was stopped (a reload)
+        if health is not None and health.failing and health.restarts == restarts_then:
             health.failing = False
-            log.info("adapter %s recovered after %d failures", name, health.failures)
+            log.info(
+                "adapter %s recovered after %d failures",
+                name,
+                health.failures,
+                extra=adapter_extra(name),
+            )
 
 
 async def keep_running(

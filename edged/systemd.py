@@ -1,4 +1,5 @@
-"""sd_notify over ``$NOTIFY_SOCKET``: READY, STATUS, WATCHDOG, STOPPING. A no-op without systemd.
+"""sd_notify over ``$NOTIFY_SOCKET``: READY, STATUS, WATCHDOG, RELOADING, STOPPING. A no-op without
+systemd.
 
 Written against the documented datagram protocol instead of python-systemd so the daemon has one
 dependency fewer; sending a datagram to a local socket does not block.
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,12 @@ class Notifier:
             self._socket.sendto("\n".join(fields).encode(), self._address)
         except OSError as exc:
             log.debug("sd_notify failed: %s", exc)
+
+    def reloading(self, status: str = "reloading the config") -> None:
+        """Tell the service manager a reload began (``RELOADING=1`` with ``MONOTONIC_USEC``,
+        as ``Type=notify-reload`` requires); send ``READY=1`` when it is over."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}", f"STATUS={status}")
 
     async def watchdog(self, alive: Callable[[], bool] = lambda: True) -> None:
         """Ping the watchdog until cancelled (only when ``WatchdogSec`` is set), skipping the

@@ -31,7 +31,7 @@ from edged.dm.deviceinfo import device_info, gateway_device_info
 from edged.dm.diag import DiagTracker
 from edged.dm.firmware.desk import FirmwareDesk
 from edged.dm.firmware.state import Refused
-from edged.dm.lifecycle import Awaiting, Lifecycle, OnAnswer, Status
+from edged.dm.lifecycle import Awaiting, Lifecycle, OnAnswer, Status, new_req_id
 from edged.dm.location import LocationTracker
 from edged.dm.outgoing import LogOnce, Outgoing, Send, encode
 from edged.dm.targets import Target, local_values, manage_body, targets_of
@@ -170,6 +170,30 @@ class DMAgent:
             self._save_later = False
             self._save()
         self.lifecycle.connected()
+        self._wake.set()
+
+    def reconfigure(self, devices: Mapping[DeviceIdentity, DeviceManageConfig]) -> None:
+        """Take a reloaded config's managed attached devices (the gateway's own ``managed:``
+        settings need a restart): new devices are managed, removed ones unmanaged, and a device
+        whose options changed sends a fresh manage carrying them. Requests go as soon as the
+        uplink is (or once was) connected, like renewals."""
+        new = targets_of(self.gateway, self.settings, devices)
+        for device in set(self.targets) - set(new):
+            del self.targets[device]
+            self.lifecycle.standings.pop(device, None)
+            self.lifecycle.leaving.add(device)
+            # The lifecycle's own unmanage (answer handling included); it is retried at every
+            # connect until the platform confirms it.
+            answered = self.lifecycle._unmanage_answer(device)
+            self._request(device, "mgmt/unmanage", None, new_req_id(), answered)
+        for device, target in new.items():
+            if target.is_gateway or self.targets.get(device) == target:
+                continue
+            self.targets[device] = target
+            self.lifecycle.leaving.discard(device)
+            self.lifecycle.want(device, target.lifetime, self._body_of(target))
+            self.lifecycle.standings[device].due = self.clock()  # manage at the next tick
+            self._notify(device, self._apply_local(target))
         self._wake.set()
 
     def device_state_changed(self, device: DeviceIdentity, state: DeviceState, detail: str) -> None:

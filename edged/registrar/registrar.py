@@ -172,6 +172,20 @@ class Registrar:
             self.state_file.path,
         )
 
+    def set_devices(self, devices: Iterable[DeviceIdentity]) -> None:
+        """Replace the configured devices (a reload).
+
+        New devices start unknown (or keep what is known of them); a removed device keeps its
+        record, marked not configured, so that its messages still in the outbox are delivered
+        as before (and it leaves registered.json at the next save).
+        """
+        wanted = {str(device) for device in devices} - {self._gateway}
+        for key, record in self._records.items():
+            record.configured = key in wanted
+        for key in wanted - self._records.keys():
+            self._records[key] = Record(key, configured=True)
+        self._save_soon()
+
     def close(self) -> None:
         """Stop all timers; unconfirmed probes get :class:`UplinkClosedError` (kept, resent).
 
