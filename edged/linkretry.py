@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from edged.backoff import Backoff
 
@@ -44,11 +44,14 @@ class LinkRetry:
         stable_after: float,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> None:
         if stable_after < 0:
             raise ValueError("stable_after must be >= 0")
         self.logger = logger
         self.name = name
+        self.extra = dict(extra or {})
+        """Structured log fields for every line (:func:`edged.logsetup.device_extra`)."""
         self.stable_after = stable_after
         self.clock = clock
         self.backoff = Backoff(initial=initial, maximum=maximum, rng=rng or random.Random())
@@ -109,10 +112,16 @@ class LinkRetry:
                 self.name,
                 reason,
                 delay,
+                extra=self.extra,
             )
         elif self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug(
-                "%s: %s (failure %d); retrying in %.1f s", self.name, reason, self.failures, delay
+                "%s: %s (failure %d); retrying in %.1f s",
+                self.name,
+                reason,
+                self.failures,
+                delay,
+                extra=self.extra,
             )
         return delay
 
@@ -120,7 +129,9 @@ class LinkRetry:
         self._confirm = None
         self.backoff.reset()
         if self.failing:
-            self.logger.info("%s: recovered after %d failure(s)", self.name, self.failures)
+            self.logger.info(
+                "%s: recovered after %d failure(s)", self.name, self.failures, extra=self.extra
+            )
         self.failing = False
         self.failures = 0
 

@@ -26,6 +26,7 @@ from edged.adapters.ble.layout import Layout, LayoutError, encode
 from edged.adapters.ble.tracked import Tracked
 from edged.errors import CommandFailed, CommandRejected, CommandUnsupported
 from edged.linkretry import LinkRetry
+from edged.logsetup import device_extra
 from edged.model import Command, DeviceState, JSONValue
 
 log = logging.getLogger("edged.adapters.ble")
@@ -81,6 +82,7 @@ class GattLink:
             initial=config.reconnect.initial,
             maximum=config.reconnect.max,
             stable_after=STABLE_AFTER,
+            extra=device_extra(target.identity),
         )
 
     @property

@@ -24,6 +24,7 @@ from edged.adapters.modbus.link import (
 from edged.adapters.modbus.scheduler import BusScheduler, raise_if_cancelled
 from edged.errors import CommandFailed, CommandUnsupported
 from edged.linkretry import LinkRetry
+from edged.logsetup import adapter_extra
 from edged.model import Command, DeviceState, JSONValue
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class ModbusLine(Adapter):
             initial=reconnect_initial,
             maximum=max(reconnect_initial, bus.reconnect_max),
             stable_after=stable_after,
+            extra=adapter_extra(self.name),
         )
 
     async def run(self, sink: ReadingSink) -> None:

@@ -43,6 +43,7 @@ from edged.adapters.serial.templates import Template
 from edged.adapters.serial.throttle import EventThrottle
 from edged.errors import CommandFailed, CommandUnsupported
 from edged.linkretry import LinkRetry
+from edged.logsetup import device_extra
 from edged.model import Command, DeviceIdentity, DeviceState, JSONValue, Reading
 from edged.problems import ProblemLog
 
@@ -263,6 +264,7 @@ class SerialDevice(Adapter):
             initial=reopen.initial,
             maximum=reopen.max,
             stable_after=self._stable_after,
+            extra=device_extra(self.identity, self.name),
         )
         try:
             while True:

@@ -6,13 +6,29 @@ what reaches stderr; the fixture puts pytest's own logging back afterwards.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
+import os
+import re
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
 
 from edged.adapters.modbus.link import quiet_pymodbus_logging
-from edged.logsetup import setup_logging
+from edged.linkretry import LinkRetry
+from edged.logsetup import (
+    RECENT,
+    adapter_extra,
+    device_extra,
+    journal_handler,
+    setup_logging,
+    stream_is_journal,
+)
+from edged.model import DeviceIdentity
 
 LIBRARIES = ("pymodbus", "pymodbus.logging", "bleak")
 
@@ -89,3 +105,129 @@ def test_secrets_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "s3cr3t-token" not in err
     assert "token is ********, abc" in err
+
+
+# -- journald ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def journal_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TextIO]:
+    """A real file standing for stderr, named by ``JOURNAL_STREAM`` as systemd names stderr."""
+    with (tmp_path / "stderr").open("w+") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        yield stream
+
+
+def _journal_module() -> Any:
+    try:
+        return importlib.import_module("systemd.journal")
+    except ImportError:
+        pytest.fail("systemd-python is missing: install edged's `journal` extra (libsystemd-dev)")
+
+
+def test_under_systemd_records_go_to_journald_with_device_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal_stream: TextIO
+) -> None:
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        _journal_module(),
+        "send",
+        lambda message, /, **fields: sent.append({"MESSAGE": message, **fields}),
+    )
+    stream = journal_stream
+    setup_logging(secrets=["s3cr3t-token"], stream=stream)
+    device = DeviceIdentity("boiler", "b-1")
+    logging.getLogger("edged.test").warning(
+        "device %s said %s", device, "s3cr3t-token", extra=device_extra(device, "modbus:/dev/ttyS0")
+    )
+    logging.getLogger("edged.test").info("adapter up", extra=adapter_extra("ble:hci0"))
+    logging.getLogger("edged.test").debug("below the level")
+
+    assert [entry["MESSAGE"] for entry in sent] == [
+        "edged.test: device boiler/b-1 said ********",
+        "edged.test: adapter up",
+    ]
+    first, second = sent
+    assert first["PRIORITY"] == "4" and second["PRIORITY"] == "6"
+    assert first["LOGGER"] == "edged.test" and first["SYSLOG_IDENTIFIER"] == "edged"
+    assert first["EDGED_DEVICE"] == "boiler/b-1" and first["EDGED_ADAPTER"] == "modbus:/dev/ttyS0"
+    assert second["EDGED_ADAPTER"] == "ble:hci0" and "EDGED_DEVICE" not in second
+    for entry in sent:  # only names journald accepts; the record's attributes are not sent
+        assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", name) for name in entry), sorted(entry)
+        assert "s3cr3t-token" not in repr(entry)
+    assert stream.read() == ""  # nothing went to stderr as well
+    assert "device boiler/b-1 said ********" in RECENT.records[-1]
+
+
+def test_without_systemd_python_journal_lines_carry_priority_prefixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal_stream: TextIO
+) -> None:
+    monkeypatch.setitem(sys.modules, "systemd.journal", None)  # import fails as if not installed
+    stream = journal_stream
+    setup_logging(stream=stream)
+    logging.getLogger("edged.test").warning("to stderr", extra=device_extra("boiler/b-1"))
+    stream.seek(0)
+    assert stream.read() == "<4>edged.test: to stderr\n"
+
+
+def test_a_journal_stream_that_is_not_our_stderr_means_plain_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal_stream: TextIO
+) -> None:
+    """A child of a service inherits JOURNAL_STREAM with its stderr redirected elsewhere."""
+    assert stream_is_journal(journal_stream)
+    with (tmp_path / "other").open("w+") as other:
+        assert not stream_is_journal(other)
+        setup_logging(stream=other)
+        logging.getLogger("edged.test").warning("plain")
+        other.seek(0)
+        assert re.fullmatch(r"\S+ \S+ WARNING edged\.test: plain\n", other.read())
+
+
+@pytest.fixture(scope="module")
+def journal_socket_opened() -> None:
+    """libsystemd opens one journal socket per process at the first send and keeps it: open it
+    before the per-test fd leak check counts."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("systemd.journal").send("edged test: journal socket warm-up")
+
+
+@pytest.mark.usefixtures("journal_socket_opened")
+def test_journal_handler_canary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal_stream: TextIO
+) -> None:
+    """Unmocked: the installed systemd-python builds our handler and sends without raising
+    (no journald here: it drops the datagram); without the module, stderr is used instead."""
+    try:
+        journal = importlib.import_module("systemd.journal")
+    except ImportError:
+        assert journal_handler() is None
+        return
+    handler = journal_handler()
+    assert isinstance(handler, journal.JournalHandler)
+    stream = journal_stream
+    setup_logging(stream=stream)
+    assert isinstance(logging.getLogger().handlers[0], journal.JournalHandler)
+    errors: list[logging.LogRecord] = []
+    monkeypatch.setattr(logging.Handler, "handleError", lambda self, record: errors.append(record))
+    logging.getLogger("edged.test").error("canary", extra=device_extra("boiler/b-1", "sim"))
+    assert errors == []
+
+
+def test_link_retry_lines_carry_their_fields(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    retry = LinkRetry(
+        logging.getLogger("edged.test"),
+        "boiler/b-1 on /dev/ttyS0",
+        initial=1,
+        maximum=2,
+        stable_after=0,
+        clock=lambda: now[0],
+        extra=device_extra("boiler/b-1", "serial:/dev/ttyS0"),
+    )
+    with caplog.at_level(logging.DEBUG, "edged.test"):
+        retry.attempt_failed("port gone")
+        retry.attempt_failed("port gone")
+        retry.connected()
+    assert [getattr(r, "EDGED_DEVICE", None) for r in caplog.records] == ["boiler/b-1"] * 3
+    assert {getattr(r, "EDGED_ADAPTER", None) for r in caplog.records} == {"serial:/dev/ttyS0"}
