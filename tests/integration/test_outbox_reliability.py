@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -211,13 +212,14 @@ def test_a_long_outage_over_the_cap_drops_exactly_what_it_counts(
         emulator.start()
         emulator.wait_for_events(device="s-1", timeout=20)
         deadline = time.monotonic() + 30
-        while True:
+        for poll in itertools.count():
             emulator.clear()
-            emulator.send_command(GW, "status", {"reqId": "count"})
+            req_id = f"count-{poll}"  # a repeated reqId is answered without carrying it out
+            emulator.send_command(GW, "status", {"reqId": req_id})
             [result] = emulator.wait_for_events(
                 device=GW.device_id,
                 event="cmdResult",
-                predicate=lambda e: e.data.get("reqId") == "count",
+                predicate=lambda e, req_id=req_id: e.data.get("reqId") == req_id,
             )
             outbox = result.data["d"]["outbox"]
             if outbox["depth"] <= 1 or time.monotonic() > deadline:
