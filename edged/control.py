@@ -2,7 +2,8 @@
 
 Protocol: the client sends one JSON object on one line, ``{"cmd": "<name>"}``; the daemon
 answers one JSON line, ``{"ok": true, "data": ...}`` or ``{"ok": false, "error": "..."}``,
-and closes. Commands are the handlers the daemon registers (``status``, ``publish-status``).
+and closes. Commands are the handlers the daemon registers (``status``, ``publish-status``,
+``reload``).
 
 The socket lives in the service's runtime directory (``RuntimeDirectory=edged``, mode 0750,
 group edged) and is made mode 0660, so root and members of group edged may use it. Nothing a
