@@ -131,6 +131,7 @@ async def test_shutdown_gives_up_on_an_adapter_that_ignores_cancellation(
         await asyncio.wait_for(asyncio.gather(*left, running, return_exceptions=True), 5)
     assert gateway.stuck_tasks == ["supervisor"]
     assert took < 3
+    await asyncio.get_running_loop().shutdown_default_executor()  # the state files' writer
 
 
 def test_the_daemon_exits_with_an_error_instead_of_hanging_on_a_stuck_task(
