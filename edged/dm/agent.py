@@ -31,7 +31,7 @@ from edged.dm.deviceinfo import device_info, gateway_device_info
 from edged.dm.diag import DiagTracker
 from edged.dm.firmware.desk import FirmwareDesk
 from edged.dm.firmware.state import Refused
-from edged.dm.lifecycle import Awaiting, Lifecycle, OnAnswer, Status, new_req_id
+from edged.dm.lifecycle import Awaiting, Lifecycle, OnAnswer, Status
 from edged.dm.location import LocationTracker
 from edged.dm.outgoing import LogOnce, Outgoing, Send, encode
 from edged.dm.targets import Target, local_values, manage_body, targets_of
@@ -180,12 +180,7 @@ class DMAgent:
         new = targets_of(self.gateway, self.settings, devices)
         for device in set(self.targets) - set(new):
             del self.targets[device]
-            self.lifecycle.standings.pop(device, None)
-            self.lifecycle.leaving.add(device)
-            # The lifecycle's own unmanage (answer handling included); it is retried at every
-            # connect until the platform confirms it.
-            answered = self.lifecycle._unmanage_answer(device)
-            self._request(device, "mgmt/unmanage", None, new_req_id(), answered)
+            self.lifecycle.drop(device)
         for device, target in new.items():
             if target.is_gateway or self.targets.get(device) == target:
                 continue

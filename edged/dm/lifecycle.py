@@ -173,6 +173,14 @@ class Lifecycle:
         """Unmanage these devices (managed before, no longer wanted) at each connect until done."""
         self.leaving = set(devices) - set(self.standings)
 
+    def drop(self, device: DeviceIdentity) -> None:
+        """Stop managing ``device`` now (a reload removed it): unmanage it at once and at every
+        connect until the platform confirms it."""
+        self.standings.pop(device, None)
+        self._bodies.pop(device, None)
+        self.leaving.add(device)
+        self._send(device, "mgmt/unmanage", None, new_req_id(), self._unmanage_answer(device))
+
     def connected(self) -> None:
         """The uplink (re)connected: manage everything again, unmanage the leavers."""
         self._online = True

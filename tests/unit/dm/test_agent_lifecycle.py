@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from edged.model import DeviceState
+from edged.config.management import DeviceManageConfig
+from edged.model import DeviceIdentity, DeviceState
 from tests.unit.dm.rig import ATTACHED, GW, S1, S2, VERSION, Clock, Rig, settle, wait_for
 
 
@@ -252,3 +253,23 @@ async def test_changes_before_the_manage_are_notified_after_it(tmp_path: Path) -
     notify = second.of("notify", S2)
     assert [n.body["d"] for n in notify] == [{"fields": [{"field": "metadata.v", "value": 2}]}]
     await second.agent.close()
+
+
+async def test_reconfigure_manages_new_devices_and_unmanages_removed_ones(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, devices={S1: {}, S2: {}})
+    rig.manage_all()
+    rig.sent.clear()
+    s3 = DeviceIdentity("sensor", "S3")
+    rig.agent.reconfigure(
+        {S1: DeviceManageConfig(), s3: DeviceManageConfig.model_validate({"lifetime": 7200})}
+    )
+    [unmanage] = rig.of("mgmt/unmanage")
+    assert unmanage.device == S2  # at once, not at the next connect
+    rig.agent.tick()
+    manages = rig.of("mgmt/manage")
+    assert [m.device for m in manages] == [s3] and manages[0].body["d"]["lifetime"] == 7200
+    rig.respond(S2, unmanage.body["reqId"])
+    rig.respond(s3, manages[0].body["reqId"])
+    assert S2 not in rig.agent.lifecycle.leaving
+    assert set(rig.agent.targets) == {GW, S1, s3}
+    await rig.agent.close()
