@@ -103,7 +103,7 @@ def test_adapter_settings_change_their_adapter_only_when_in_use() -> None:
     diff = diff_configs(_config(BASE), _config(_edited(adapters=buses)))
     assert diff.adapters == {"modbus"}
     assert not (diff.added or diff.removed or diff.changed)
-    unused = {"serial": {}}
+    unused: dict[str, Any] = {"serial": {}}
     assert diff_configs(_config(BASE), _config(_edited(adapters=unused))).empty
 
 

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from edged.adapters.base import Location, LocationBoard
+from edged.model import DeviceIdentity
 from tests.unit.dm.rig import GW, S1, STRANGER, Rig, settle, wait_for
 
 LOC = {"latitude": 48.1, "longitude": 11.5, "elevation": 500.0}
@@ -35,7 +36,7 @@ async def test_one_wildcard_subscription(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("device", [GW, S1])
 async def test_update_answered_204_and_persisted_across_a_restart(
-    tmp_path: Path, device: object
+    tmp_path: Path, device: DeviceIdentity
 ) -> None:
     rig = Rig(tmp_path)
     rig.manage_all()

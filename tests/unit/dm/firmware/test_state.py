@@ -73,6 +73,7 @@ def test_platform_write() -> None:
     assert fs.platform_write(downloaded, {"name": "n"}).state == DOWNLOADED
     assert fs.platform_write(downloaded, {"uri": "https://h/y"}).state == IDLE  # stale image
     assert fs.platform_write(downloaded, {"state": 0}).state == IDLE
+    bad: object
     for bad in (
         {"state": 1},
         {"state": True},
