@@ -16,6 +16,10 @@ wait_for() {
 }
 state_is() { [ "$(prop ActiveState)" = "$1" ]; }
 
+# The package enables the unit, so it started at boot (on the example config, with the token
+# deb-check's demo step left): stop it and start from a known state.
+echo "-- at boot: $(systemctl show -p ActiveState -p SubState edged | tr '\n' ' ')"
+systemctl stop edged
 # The watchdog shortened for the check only (the shipped unit says 30 s); a runtime drop-in.
 mkdir -p /run/systemd/system/edged.service.d
 printf '[Service]\nWatchdogSec=6s\n' > /run/systemd/system/edged.service.d/check.conf
