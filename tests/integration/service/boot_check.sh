@@ -71,7 +71,7 @@ timeout 20 edged emulator --org testorg --username a-testorg-check --password-fi
 grep -q "s-1" /tmp/emulator.out && pass "the emulator received events of sim/s-1" \
     || fail "no events: $(tail -5 /tmp/emulator.out)"
 journalctl -u edged -b -o verbose --no-pager | grep -q "LOGGER=edged" \
-    && pass "journald-native entries (LOGGER=, PRIORITY=, EDGED_* fields)" \
+    && pass "journald-native entries (LOGGER=, PRIORITY= fields)" \
     || fail "no native journal entries"
 [ "$(stat -c '%a %U:%G' /run/edged)" = "750 edged:edged" ] && pass "/run/edged is 0750 edged:edged" \
     || fail "/run/edged: $(stat -c '%a %U:%G' /run/edged)"
