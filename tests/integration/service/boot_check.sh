@@ -76,6 +76,22 @@ journalctl -u edged -b -o verbose --no-pager | grep -q "LOGGER=edged" \
 [ "$(stat -c '%a %U:%G' /run/edged)" = "750 edged:edged" ] && pass "/run/edged is 0750 edged:edged" \
     || fail "/run/edged: $(stat -c '%a %U:%G' /run/edged)"
 
+echo "-- reload: a good config applied without a restart, a bad one refused and kept"
+pid=$(prop MainPID)
+sed -i 's/interval: 5s/interval: 7s/' /etc/edged/edged.yaml
+systemctl reload edged && [ "$(prop MainPID)" = "$pid" ] && state_is active \
+    && pass "systemctl reload: applied, same pid $pid, active" \
+    || fail "reload: $(prop ActiveState) pid $(prop MainPID) (was $pid)"
+journalctl -u edged -b --no-pager | grep -q "status.interval" \
+    && pass "journal: the reload summary names status.interval" \
+    || fail "no reload summary in the journal"
+printf 'bogus: [\n' >> /etc/edged/edged.yaml
+edged reload > /tmp/reload.out 2>&1; rc=$?
+[ "$rc" = 1 ] && grep -q "edged.yaml:" /tmp/reload.out && [ "$(prop MainPID)" = "$pid" ] \
+    && state_is active && pass "bad config: edged reload exit 1 naming file:line, still running" \
+    || fail "bad reload: rc=$rc $(cat /tmp/reload.out) $(prop ActiveState)"
+cp /root/good.yaml /etc/edged/edged.yaml
+
 echo "-- wedge: SIGSTOP to the main process"
 old=$(prop MainPID)
 restarts=$(prop NRestarts)
