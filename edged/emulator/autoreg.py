@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from edged.emulator import grammar, notify
+from edged.appclient import grammar
+from edged.emulator import notify
 from edged.emulator.records import DroppedPublication, DropReason, SentNotify, Violation
 from edged.model import DeviceIdentity
 

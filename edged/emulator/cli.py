@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from edged.emulator import grammar
+from edged.appclient import grammar
 
 if TYPE_CHECKING:
     from edged.emulator.records import Record

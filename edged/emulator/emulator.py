@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from edged.emulator import grammar, notify
+from edged.appclient import grammar
+from edged.emulator import notify
 from edged.emulator.answers import Answer
 from edged.emulator.autoreg import DEFAULT_MAX_PENDING, AutoRegistration
 from edged.emulator.connection import Connection, EmulatorError

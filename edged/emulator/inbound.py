@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from edged.emulator import dmrules, grammar, rules
+from edged.appclient import grammar
+from edged.emulator import dmrules, rules
 from edged.emulator.answers import AnswerPolicy
 from edged.emulator.autoreg import AutoRegistration
 from edged.emulator.recorder import Recorder

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from edged.emulator import grammar, notify
+from edged.appclient import grammar
+from edged.emulator import notify
 from edged.emulator.connection import Connection
 from edged.emulator.recorder import Recorder
 from edged.emulator.records import DMExchange, DMMessage, SentCommand, SentNotify

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeAlias
 
-from edged.emulator import grammar
+from edged.appclient import grammar
 from edged.model import DeviceIdentity
 
 

@@ -15,7 +15,8 @@ from typing import Any, Literal, TypeAlias
 
 import orjson
 
-from edged.emulator import dmrules, grammar, limits
+from edged.appclient import grammar
+from edged.emulator import dmrules, limits
 from edged.emulator.records import Violation
 
 RULE_TOPIC = "topic"

@@ -1,9 +1,11 @@
-"""The emulator is an independent oracle: it shares no code with the gateway it checks.
+"""The platform side is an independent oracle: it shares no code with the gateway it checks.
 
-Its topic grammar and limits are its own (edged/emulator/grammar.py, limits.py). If it used the
-gateway's (edged.topics, edged.codec), a mistake made once in the gateway's topic builder and its
-parser, or in its payload limit, would pass every end-to-end test. The emulator's own tests build
-their input topics as literals for the same reason.
+The platform side is the emulator and the application client it is built on (edged/emulator,
+edged/appclient). Its topic grammar and limits are its own (edged/appclient/grammar.py,
+edged/emulator/limits.py). If it used the gateway's (edged.topics, edged.codec), a mistake made
+once in the gateway's topic builder and its parser, or in its payload limit, would pass every
+end-to-end test. The emulator's and the application client's own tests build their input topics
+as literals for the same reason.
 """
 
 from __future__ import annotations
@@ -15,17 +17,25 @@ from pathlib import Path
 
 import pytest
 
+import edged.appclient
 import edged.emulator
 
 ROOT = Path(__file__).resolve().parents[3]
 EMULATOR = Path(edged.emulator.__file__).parent
-EMULATOR_TESTS = [ROOT / "tests" / "unit" / "emulator", ROOT / "tests" / "integration" / "emulator"]
+APPCLIENT = Path(edged.appclient.__file__).parent
+PLATFORM_SIDE = (EMULATOR, APPCLIENT)
+PLATFORM_TESTS = [
+    ROOT / "tests" / kind / package
+    for kind in ("unit", "integration")
+    for package in ("emulator", "appclient")
+]
 
-ALLOWED = ("edged.emulator", "edged.model")
-"""What of edged the emulator may use: itself, and the plain identity value."""
+ALLOWED = ("edged.emulator", "edged.appclient", "edged.model")
+"""What of edged the platform side may use: itself, and the plain identity value."""
 
 GATEWAY_MODULES = ("edged.topics", "edged.codec", "edged.bridge", "edged.uplink", "edged.app")
-"""What the emulator's own tests may not use either (their topics are written out literally)."""
+"""What the platform side's own tests may not use either (their topics are written out
+literally; a test may still run the daemon as a process, which imports nothing)."""
 
 
 def imported_modules(source: str, package: str) -> set[str]:
@@ -64,16 +74,20 @@ def python_files(*roots: Path) -> list[Path]:
     return sorted(path for root in roots for path in root.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", python_files(EMULATOR), ids=lambda p: p.name)
-def test_the_emulator_imports_nothing_of_the_gateway(path: Path) -> None:
+@pytest.mark.parametrize(
+    "path", python_files(*PLATFORM_SIDE), ids=lambda p: str(p.relative_to(ROOT / "edged"))
+)
+def test_the_platform_side_imports_nothing_of_the_gateway(path: Path) -> None:
     assert forbidden(file_imports(path)) == [], (
-        f"{path.relative_to(ROOT)} imports gateway code; the emulator is the test oracle and "
-        f"may use only {', '.join(ALLOWED)} of edged"
+        f"{path.relative_to(ROOT)} imports gateway code; the platform side (emulator and "
+        f"application client) is the test oracle and may use only {', '.join(ALLOWED)} of edged"
     )
 
 
 @pytest.mark.parametrize(
-    "path", python_files(*EMULATOR_TESTS), ids=lambda p: str(p.relative_to(ROOT / "tests"))
+    "path",
+    python_files(*(path for path in PLATFORM_TESTS if path.is_dir())),
+    ids=lambda p: str(p.relative_to(ROOT / "tests")),
 )
 def test_its_tests_build_no_topic_with_gateway_code(path: Path) -> None:
     used = sorted(name for name in file_imports(path) if _within(name, GATEWAY_MODULES))
@@ -92,6 +106,9 @@ def test_its_tests_build_no_topic_with_gateway_code(path: Path) -> None:
         ("def f():\n    from edged import codec", ["edged.codec"]),
         ("from edged.model import DeviceIdentity\nfrom . import grammar", []),
         ("from edged.emulator.rules import check_publication", []),
+        ("from edged.appclient import grammar", []),
+        ("from edged.appclient.connection import Connection", []),
+        ("from edged.text import safe", ["edged.text", "edged.text.safe"]),
     ],
 )
 def test_the_scan_sees_every_form_of_import(source: str, expected: list[str]) -> None:
@@ -99,11 +116,15 @@ def test_the_scan_sees_every_form_of_import(source: str, expected: list[str]) ->
     assert forbidden(imported_modules(source, "edged.emulator")) == expected
 
 
-def test_loading_the_emulator_loads_no_gateway_module() -> None:
-    # Catches indirect imports too (a module the emulator uses that imports the gateway's).
-    # (The daemon itself never loads the emulator: edged/cli.py imports only its cli module.)
+def test_loading_the_platform_side_loads_no_gateway_module() -> None:
+    # Catches indirect imports too (a module the platform side uses that imports the gateway's).
+    # (The daemon itself never loads it: edged/cli.py imports only the emulator's cli module and
+    # edged.appcli, which load the rest when their command runs.)
     names = sorted(
-        "edged.emulator." + path.stem for path in EMULATOR.glob("*.py") if path.stem != "__init__"
+        f"edged.{package.name}.{path.stem}"
+        for package in PLATFORM_SIDE
+        for path in package.glob("*.py")
+        if path.stem != "__init__"
     )
     probe = (
         "import importlib, sys\n"
