@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     tool_modules = [
         "edged.statuscli",
         "edged.emulator.cli",
+        "edged.appcli",
         *(f"edged.adapters.{name}.cli" for name in registry.BUILTIN_ADAPTERS),
     ]
     for module_name in tool_modules:
