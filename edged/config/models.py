@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from edged.config.management import DeviceManageConfig, ManagedConfig
 from edged.config.registration import RegistrationConfig
@@ -58,6 +58,24 @@ def _mqtt_version(value: object) -> object:
     return aliases.get(value, value)
 
 
+def _ws_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must start with '/' (the platform's is /mqtt)")
+    if any(not ("!" <= char <= "~") for char in value):
+        raise ValueError("must be printable ASCII without spaces (percent-encode the rest)")
+    return value
+
+
+def _proxy(value: str | None) -> str | None:
+    if value is None or value == "env":
+        return value
+    # Imported here: edged.uplink imports this module (a cycle at import time only).
+    from edged.uplink.proxy import parse_proxy_url
+
+    parse_proxy_url(value)  # its errors never show the password
+    return value
+
+
 class PlatformConfig(StrictModel):
     """How to reach and authenticate to the platform's MQTT service."""
 
@@ -78,6 +96,12 @@ class PlatformConfig(StrictModel):
     reconnect: ReconnectConfig = ReconnectConfig()
     qos: Literal[0, 1] = 1
     max_inflight: int = Field(default=100, ge=1, le=65535)
+    # MQTT over WebSockets (port 443 with TLS) for sites that let only HTTPS out.
+    transport: Literal["tcp", "websockets"] = "tcp"
+    ws_path: Annotated[str, AfterValidator(_ws_path)] = "/mqtt"
+    # null: connect directly; "env": https_proxy/http_proxy/all_proxy/no_proxy decide;
+    # or http://[user:password@]host:port (CONNECT), socks5://..., socks5h://...
+    proxy: Annotated[str | None, AfterValidator(_proxy)] = None
 
     @property
     def resolved_host(self) -> str:
@@ -86,8 +110,12 @@ class PlatformConfig(StrictModel):
 
     @property
     def resolved_port(self) -> int:
-        """``port`` if given, else 8883 with TLS and 1883 without."""
-        return self.port or (8883 if self.tls else 1883)
+        """``port`` if given, else 8883 with TLS and 1883 without (WebSockets: 443 and 80)."""
+        if self.port:
+            return self.port
+        if self.transport == "websockets":
+            return 443 if self.tls else 80
+        return 8883 if self.tls else 1883
 
 
 class StatusConfig(StrictModel):

@@ -1,8 +1,9 @@
 """Opening the network connection: the uplink's one blocking edge, run in a short-lived thread.
 
-DNS, the TCP connect and the TLS handshake block, so :func:`open_connection` runs them in a
-thread of its own (started per attempt, finished within ``connect_timeout``). It only builds a
-connected socket; it never touches the paho client, which lives on the event loop thread.
+DNS, the TCP connect (direct or through a proxy: :mod:`edged.uplink.proxy`), the TLS handshake
+and the WebSocket upgrade (:mod:`edged.uplink.websocket`) block, so :func:`open_connection` runs
+them in a thread of its own (started per attempt, finished within ``connect_timeout``). It only
+builds a connected stream; it never touches the paho client, which lives on the event loop thread.
 Failures come back as :class:`ConnectError` with a message an operator can act on.
 """
 
@@ -10,14 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Generic, Literal, TypeVar
+
+from edged.uplink.proxy import ProxyRefused, ProxyURL, proxy_from_environment, tunnel
+from edged.uplink.websocket import WebSocket, WebsocketConnectionError
 
 T = TypeVar("T")
+
+Stream = socket.socket | WebSocket
+"""What a connection attempt hands to paho: a (TLS) socket, or a WebSocket on one."""
+
+ProxySetting = ProxyURL | Literal["env"] | None
+"""A proxy URL, ``"env"`` (the environment variables decide) or None (connect directly)."""
 
 _HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
 _IP_MISMATCH = 64  # X509_V_ERR_IP_ADDRESS_MISMATCH
@@ -35,6 +46,8 @@ class FailureKind(enum.Enum):
     REFUSED_PROTOCOL = "refused-protocol"  # CONNACK: unsupported protocol version
     REFUSED_BUSY = "refused-busy"  # CONNACK: server unavailable / busy / quota: try again later
     REFUSED_OTHER = "refused"  # any other CONNACK refusal
+    PROXY = "proxy"  # the proxy refused the tunnel, wants credentials, or is misconfigured
+    WEBSOCKET = "websocket"  # the server did not upgrade to a WebSocket (wrong path or port)
 
 
 class ConnectError(Exception):
@@ -63,32 +76,93 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 
 def open_connection(
-    host: str, port: int, timeout: float, *, tls: bool, ca_file: str | None
-) -> socket.socket:
-    """Connect to ``host:port`` (and complete the TLS handshake when ``tls``). Blocking.
+    host: str,
+    port: int,
+    timeout: float,
+    *,
+    tls: bool,
+    ca_file: str | None,
+    websocket_path: str | None = None,
+    proxy: ProxySetting = None,
+    environ: Mapping[str, str] | None = None,
+) -> Stream:
+    """Connect to ``host:port``: through ``proxy`` if any, then the TLS handshake when ``tls``,
+    then the WebSocket upgrade at ``websocket_path`` when given. Blocking.
 
-    ``timeout`` bounds the TCP connect and the handshake together (name resolution is bounded
-    by the system resolver). Raises :class:`ConnectError`. paho switches the returned socket
-    to non-blocking.
+    ``proxy`` is a :class:`~edged.uplink.proxy.ProxyURL`, ``"env"`` (the proxy variables of
+    ``environ``, by default ``os.environ``, decide) or None. ``timeout`` bounds the steps
+    together (name resolution is bounded by the system resolver). Raises
+    :class:`ConnectError`. paho switches the returned stream to non-blocking.
     """
     deadline = time.monotonic() + timeout
     context = tls_context(ca_file) if tls else None
+    if proxy == "env":
+        proxy = _proxy_from_environment(host, tls, os.environ if environ is None else environ)
+    sock = _direct(host, port, timeout) if proxy is None else _through(proxy, host, port, timeout)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        # paho writes each packet with its own send(); without this, Nagle holds a small packet
+        # (a command result, a PUBACK) until the broker ACKs the previous one.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if context is not None:
+            sock = _tls_handshake(sock, context, host, port, deadline, timeout, ca_file)
+        if websocket_path is None:
+            return sock
+        return _upgrade(sock, host, port, tls, websocket_path, deadline, timeout)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _proxy_from_environment(host: str, tls: bool, environ: Mapping[str, str]) -> ProxyURL | None:
+    try:
+        found = proxy_from_environment(host, tls=tls, environ=environ)
+    except ValueError as exc:
+        raise ConnectError(FailureKind.PROXY, f"platform.proxy is 'env', but {exc}") from None
+    return None if found is None else found[1]
+
+
+def _direct(host: str, port: int, timeout: float) -> socket.socket:
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise ConnectError(
             FailureKind.UNREACHABLE, _network_reason(exc, host, port, timeout)
         ) from exc
-    # paho writes each packet with its own send(); without this, Nagle holds a small packet
-    # (a command result, a PUBACK) until the broker ACKs the previous one.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if context is None:
-        return sock
+
+
+def _through(proxy: ProxyURL, host: str, port: int, timeout: float) -> socket.socket:
     try:
-        tls_sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
-    except BaseException:
-        sock.close()
-        raise
+        return tunnel(proxy, host, port, timeout)
+    except ProxyRefused as exc:
+        kind = FailureKind.UNREACHABLE if exc.upstream else FailureKind.PROXY
+        raise ConnectError(kind, exc.message) from exc
+    except socket.gaierror as exc:
+        raise ConnectError(
+            FailureKind.UNREACHABLE,
+            f"cannot resolve the host name of the proxy {proxy}: {exc.strerror or exc}",
+        ) from exc
+    except TimeoutError as exc:
+        raise ConnectError(
+            FailureKind.UNREACHABLE,
+            f"no answer from the proxy {proxy} within {timeout:g} s (connecting to {host}:{port})",
+        ) from exc
+    except OSError as exc:
+        raise ConnectError(
+            FailureKind.UNREACHABLE,
+            f"cannot use the proxy {proxy} to reach {host}:{port}: {_reason(exc)}",
+        ) from exc
+
+
+def _tls_handshake(  # noqa: PLR0917 - a private step of open_connection
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    host: str,
+    port: int,
+    deadline: float,
+    timeout: float,
+    ca_file: str | None,
+) -> ssl.SSLSocket:
+    tls_sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
     try:
         tls_sock.settimeout(max(0.001, deadline - time.monotonic()))
         tls_sock.do_handshake()
@@ -111,6 +185,30 @@ def open_connection(
         tls_sock.close()
         raise
     return tls_sock
+
+
+def _upgrade(  # noqa: PLR0917 - a private step of open_connection
+    sock: socket.socket, host: str, port: int, tls: bool, path: str, deadline: float, timeout: float
+) -> WebSocket:
+    url = f"{'wss' if tls else 'ws'}://{host}:{port}{path}"
+    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    try:
+        return WebSocket(sock, host, port, tls=tls, path=path)
+    except WebsocketConnectionError as exc:
+        raise ConnectError(
+            FailureKind.WEBSOCKET,
+            f"{url} did not accept a WebSocket for MQTT ({exc}): check platform.ws_path and"
+            " that this port serves MQTT over WebSockets",
+        ) from exc
+    except TimeoutError as exc:
+        raise ConnectError(
+            FailureKind.UNREACHABLE,
+            f"no answer to the WebSocket upgrade at {url} within {timeout:g} s",
+        ) from exc
+    except OSError as exc:
+        raise ConnectError(
+            FailureKind.UNREACHABLE, f"the WebSocket upgrade at {url} failed: {_reason(exc)}"
+        ) from exc
 
 
 def _verify_reason(

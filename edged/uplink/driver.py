@@ -17,6 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edged.uplink.pahoclient import LoopClient
+from edged.uplink.websocket import WebSocket
 
 log = logging.getLogger("edged.uplink")
 
@@ -56,7 +57,7 @@ class LoopDriver:
         self._force_close = force_close
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sock: Any = None
-        self._tls = False
+        self._pending: Callable[[], int] | None = None
         self._misc_handle: asyncio.TimerHandle | None = None
         self._again: asyncio.Handle | None = None
         client.on_socket_open = self._opened
@@ -80,7 +81,8 @@ class LoopDriver:
         loop = self._loop
         assert loop is not None, "bind() first"
         self.sock = sock
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        # A TLS socket (or a WebSocket over one) may hold decrypted bytes the fd won't signal.
+        self._pending = sock.pending if isinstance(sock, ssl.SSLSocket | WebSocket) else None
         loop.add_reader(sock, self._readable)
         self.stop_timer()
         self._misc_handle = loop.call_later(MISC_INTERVAL, self._misc)
@@ -94,6 +96,7 @@ class LoopDriver:
             self._again.cancel()
             self._again = None
         self.sock = None
+        self._pending = None
 
     def _want_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         assert self._loop is not None
@@ -112,16 +115,19 @@ class LoopDriver:
             client.loop_read()
             sock = self.sock
             # Bytes the socket will never signal again: paho may stop after a few packets while
-            # more sit in LoopClient's read buffer, and TLS may hold decrypted bytes. Drain
+            # more sit in LoopClient's read buffer, and TLS (under a WebSocket too) may hold
+            # decrypted bytes. Drain
             # both, but under a flood come back on the next loop turn instead of starving it.
             rounds = _DRAIN_ROUNDS
-            while sock is not None and (client.buffered() or (self._tls and sock.pending())):
+            pending = self._pending
+            while sock is not None and (client.buffered() or (pending is not None and pending())):
                 if not rounds:
                     self._read_again()
                     break
                 rounds -= 1
                 client.loop_read()
                 sock = self.sock
+                pending = self._pending
             if _QUICKACK is not None and sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         except Exception as exc:  # noqa: BLE001 - a broken packet must not kill the loop

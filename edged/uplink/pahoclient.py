@@ -44,11 +44,12 @@ loop thread):
 from __future__ import annotations
 
 import collections
-import socket
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from edged.uplink.connect import Stream
 
 READ_SIZE = 65536
 """Bytes asked of the socket per ``recv()`` (paho itself asks for one byte of a header)."""
@@ -67,14 +68,15 @@ class LoopClient(mqtt.Client):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(CallbackAPIVersion.VERSION2, **kwargs)
-        self._handover: socket.socket | None = None
+        self._handover: Stream | None = None
         # Bytes read from the socket that paho has not consumed yet start at _read_pos (an
         # empty _read_buf means none).
         self._read_buf = b""
         self._read_pos = 0
 
-    def hand_over(self, sock: socket.socket) -> None:
-        """The next ``reconnect()`` uses ``sock`` (connected, TLS handshake done)."""
+    def hand_over(self, sock: Stream) -> None:
+        """The next ``reconnect()`` uses ``sock`` (connected, TLS handshake and WebSocket
+        upgrade done)."""
         self._handover = sock
 
     def buffered(self) -> bool:

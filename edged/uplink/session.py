@@ -1,8 +1,9 @@
 """The gateway's one MQTT session: paho driven from the asyncio loop, reconnecting forever.
 
 Threading: every paho call and every paho callback runs on the event loop thread. The only
-blocking step, opening the connection (DNS, TCP, TLS handshake), runs in a short-lived thread
-that returns a connected socket (:mod:`edged.uplink.connect`); paho then only writes CONNECT.
+blocking step, opening the connection (DNS, TCP maybe through a proxy, TLS handshake, WebSocket
+upgrade), runs in a short-lived thread that returns a connected socket, or a WebSocket on one
+(:mod:`edged.uplink.connect`); paho then only writes CONNECT.
 :mod:`edged.uplink.driver` watches the socket with ``add_reader`` / ``add_writer`` and runs
 paho's ``loop_misc`` every second for the keepalive.
 
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-import socket
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,11 +35,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edged.errors import PayloadTooLarge
 from edged.text import safe
-from edged.uplink.connect import ConnectError, FailureKind, ThreadCall, open_connection
+from edged.uplink.connect import ConnectError, FailureKind, Stream, ThreadCall, open_connection
 from edged.uplink.delivery import Deliveries, UplinkClosedError
 from edged.uplink.driver import LoopDriver
 from edged.uplink.pahoclient import LoopClient
 from edged.uplink.policy import ReconnectPolicy, Step
+from edged.uplink.proxy import proxy_from_environment
 from edged.uplink.reasons import SESSION_TAKEN_OVER, refusal
 from edged.uplink.settings import MAX_PAYLOAD, UplinkSettings
 from edged.uplink.stats import IncomingMessage, UplinkState, UplinkStats
@@ -64,7 +66,7 @@ class _Ended:
     keepalive: bool = False
 
 
-def _close_quietly(sock: socket.socket) -> None:
+def _close_quietly(sock: Stream) -> None:
     with contextlib.suppress(OSError):
         sock.close()
 
@@ -114,7 +116,7 @@ class Uplink:
         self._running = False
         self._closing = False
         self._disconnect_requested = False
-        self._connect_call: ThreadCall[socket.socket] | None = None
+        self._connect_call: ThreadCall[Stream] | None = None
         self._connack: asyncio.Future[ConnectError | None] | None = None
         self._ended: asyncio.Future[_Ended] | None = None
         self._connected_at = 0.0
@@ -337,6 +339,7 @@ class Uplink:
         self._running = True
         self._finished.clear()
         self._driver.bind(asyncio.get_running_loop())
+        self._log_route()
         try:
             while not self._stop.is_set():
                 try:
@@ -364,6 +367,22 @@ class Uplink:
             self._finished.set()
             self._wake()
 
+    def _log_route(self) -> None:
+        """Say once how the broker is reached when a proxy is involved."""
+        s = self.settings
+        proxy = s.proxy
+        if proxy == "env":
+            try:
+                found = proxy_from_environment(s.host, tls=s.tls, environ=os.environ)
+            except ValueError:
+                return  # every attempt reports it
+            if found is None:
+                log.info("no proxy environment variable applies to %s: connecting directly", s.host)
+                return
+            log.info("reaching %s through the proxy %s (%s)", s.endpoint, found[1], found[0])
+        elif proxy is not None:
+            log.info("reaching %s through the proxy %s", s.endpoint, proxy)
+
     # -- connection lifecycle ------------------------------------------------------------------
 
     async def _attempt(self) -> Step | None:
@@ -377,10 +396,18 @@ class Uplink:
         deadline = time.monotonic() + s.connect_timeout  # TCP + TLS + CONNACK together
         self._connack = self._ended = None
         self._disconnect_requested = False
-        # The blocking edge: DNS, TCP connect and TLS handshake, in a thread of its own.
-        call: ThreadCall[socket.socket] = ThreadCall(
+        # The blocking edge: DNS, TCP connect (maybe through a proxy), TLS handshake and
+        # WebSocket upgrade, in a thread of its own.
+        call: ThreadCall[Stream] = ThreadCall(
             functools.partial(
-                open_connection, s.host, s.port, s.connect_timeout, tls=s.tls, ca_file=s.ca_file
+                open_connection,
+                s.host,
+                s.port,
+                s.connect_timeout,
+                tls=s.tls,
+                ca_file=s.ca_file,
+                websocket_path=s.ws_path if s.transport == "websockets" else None,
+                proxy=s.proxy,
             ),
             name="edged-uplink-connect",
             discard=_close_quietly,
@@ -406,7 +433,7 @@ class Uplink:
             )
         return await self._handshake(sock, deadline)
 
-    async def _handshake(self, sock: socket.socket, deadline: float) -> Step | None:
+    async def _handshake(self, sock: Stream, deadline: float) -> Step | None:
         loop = asyncio.get_running_loop()
         connack: asyncio.Future[ConnectError | None] = loop.create_future()
         self._connack = connack

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from edged.config import Secret
 from edged.config.models import PlatformConfig
+from edged.uplink.connect import ProxySetting
+from edged.uplink.proxy import parse_proxy_url
 
 GATEWAY_USERNAME = "use-token-auth"
 """The platform reads the password field as a device or gateway token when the username is this."""
@@ -20,6 +23,8 @@ class UplinkSettings:
 
     ``tls`` with ``ca_file=None`` trusts the system CA store; the broker's hostname is always
     checked. ``mqtt_version`` is ``"3.1.1"`` or ``"5"``. Durations are in seconds.
+    ``transport`` ``"websockets"`` carries MQTT in WebSocket frames to ``ws_path``; ``proxy`` is
+    a parsed proxy URL, ``"env"`` (the environment variables decide) or None.
     """
 
     client_id: str
@@ -41,6 +46,9 @@ class UplinkSettings:
     max_inflight: int
     stable_after: float = 10.0
     """A connection that lasts this long counts as healthy: only then does the backoff reset."""
+    transport: Literal["tcp", "websockets"] = "tcp"
+    ws_path: str = "/mqtt"
+    proxy: ProxySetting = None
 
     def __post_init__(self) -> None:
         if self.mqtt_version not in ("3.1.1", "5"):
@@ -53,6 +61,10 @@ class UplinkSettings:
             raise ValueError("refused delays need 0 < initial <= max")
         if self.connect_timeout <= 0 or self.keepalive < 0 or self.stable_after < 0:
             raise ValueError("connect_timeout must be positive; keepalive and stable_after >= 0")
+        if self.transport not in ("tcp", "websockets"):
+            raise ValueError(f"transport must be 'tcp' or 'websockets', not {self.transport!r}")
+        if not self.ws_path.startswith("/"):
+            raise ValueError("ws_path must start with '/'")
 
     @classmethod
     def from_config(cls, platform: PlatformConfig, token: Secret, client_id: str) -> UplinkSettings:
@@ -75,9 +87,22 @@ class UplinkSettings:
             refused_initial=platform.reconnect.refused_initial,
             refused_max=platform.reconnect.refused_max,
             max_inflight=platform.max_inflight,
+            transport=platform.transport,
+            ws_path=platform.ws_path,
+            proxy=_proxy(platform.proxy),
         )
 
     @property
     def endpoint(self) -> str:
-        """``host:port`` for messages."""
+        """``host:port`` (TCP) or the WebSocket URL, for messages."""
+        if self.transport == "websockets":
+            return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}{self.ws_path}"
         return f"{self.host}:{self.port}"
+
+
+def _proxy(value: str | None) -> ProxySetting:
+    if value is None:
+        return None
+    if value == "env":
+        return "env"
+    return parse_proxy_url(value)  # validated with the config already

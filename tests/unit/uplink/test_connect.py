@@ -47,6 +47,7 @@ def test_plain_connection_gets_nodelay() -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         sock = open_connection("127.0.0.1", port, 2.0, tls=False, ca_file=None)
+        assert isinstance(sock, socket.socket)
         with sock:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
