@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -54,14 +55,15 @@ def test_a_proxy_goes_to_proxy_set(monkeypatch: pytest.MonkeyPatch) -> None:
     assert given == {"proxy_addr": "proxy.lan", "proxy_port": 1080}
 
 
-def test_a_proxy_without_pysocks_is_one_clear_error() -> None:
-    # Either way something is checked: PySocks is not a dependency of edged.
-    try:
-        import socks  # type: ignore[import-untyped]
-    except ImportError:
-        proxy = ProxySettings("http", "proxy.lan", 3128)
-        with pytest.raises(AppClientError, match="a proxy needs PySocks"):
-            _connection(ConnectionSettings("h", 1883, tls=False, proxy=proxy))._new_client()
-    else:
-        args = ProxySettings("http", "proxy.lan", 3128).paho_args()
-        assert args == {"proxy_type": socks.HTTP, "proxy_addr": "proxy.lan", "proxy_port": 3128}
+def test_proxy_settings_become_pysocks_arguments() -> None:
+    import socks  # type: ignore[import-untyped]
+
+    args = ProxySettings("http", "proxy.lan", 3128).paho_args()
+    assert args == {"proxy_type": socks.HTTP, "proxy_addr": "proxy.lan", "proxy_port": 3128}
+
+
+def test_a_proxy_without_pysocks_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "socks", None)  # as if python3-socks were missing
+    proxy = ProxySettings("http", "proxy.lan", 3128)
+    with pytest.raises(AppClientError, match="a proxy needs PySocks"):
+        _connection(ConnectionSettings("h", 1883, tls=False, proxy=proxy))._new_client()
