@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from edged import codec, topics
@@ -35,6 +34,7 @@ from edged.model import (
     JSONValue,
     OutgoingMessage,
 )
+from edged.requestbook import RequestBook, Seen
 from edged.text import safe
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,9 @@ Execute = Callable[[Command], Awaitable[Mapping[str, JSONValue] | None]]
 Deliver = Callable[[DeviceIdentity, OutgoingMessage], bool]
 
 
-@dataclass
-class _Seen:
-    at: float
-    status: CommandStatus | None = None  # None while it runs
-    payload: bytes | None = None  # the first result, when small enough to keep
-
-
-class RecentRequests:
-    """The reqIds seen per device in the last :data:`REMEMBER_SECONDS` seconds.
-
-    Bounded: at most :data:`REMEMBER_ENTRIES` entries in all (the oldest forgotten first), each
-    keeping at most :data:`KEEP_RESULT_BYTES` of result. Held in memory: it survives
-    reconnects, not a restart of the daemon.
-    """
+class RecentRequests(RequestBook[CommandStatus]):
+    """The reqIds seen per device in the last :data:`REMEMBER_SECONDS` seconds (at most
+    :data:`REMEMBER_ENTRIES`, each keeping at most :data:`KEEP_RESULT_BYTES` of result)."""
 
     def __init__(
         self,
@@ -74,38 +63,9 @@ class RecentRequests:
         entries: int = REMEMBER_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.seconds = seconds
-        self.entries = entries
-        self.clock = clock
-        self._seen: OrderedDict[tuple[DeviceIdentity, str], _Seen] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def check_in(self, device: DeviceIdentity, req_id: str) -> _Seen | None:
-        """The earlier entry for this request, or None (then it is recorded as running)."""
-        now = self.clock()
-        seen = self._seen
-        while seen:
-            oldest = next(iter(seen.values()))
-            if now - oldest.at < self.seconds and len(seen) < self.entries:
-                break
-            seen.popitem(last=False)
-        key = (device, req_id)
-        earlier = seen.get(key)
-        if earlier is not None:
-            return earlier
-        seen[key] = _Seen(now)
-        return None
-
-    def done(
-        self, device: DeviceIdentity, req_id: str, status: CommandStatus, payload: bytes
-    ) -> None:
-        """Record the first result of a request."""
-        entry = self._seen.get((device, req_id))
-        if entry is not None and entry.status is None:
-            entry.status = status
-            entry.payload = payload if len(payload) <= KEEP_RESULT_BYTES else None
+        super().__init__(
+            seconds=seconds, entries=entries, keep_bytes=KEEP_RESULT_BYTES, clock=clock
+        )
 
 
 class CommandDesk:
@@ -189,16 +149,16 @@ class CommandDesk:
             safe(topic, 300),
         )
 
-    def _answer_repeat(self, command: Command, earlier: _Seen) -> None:
+    def _answer_repeat(self, command: Command, earlier: Seen[CommandStatus]) -> None:
         self.counters["commands_repeated"] += 1
         log.info(
             "command %s for %s: reqId %s was already %s; not carried out again",
             command.name,
             command.device,
             safe(command.correlation_id),
-            "received and is running" if earlier.status is None else "carried out",
+            "received and is running" if earlier.outcome is None else "carried out",
         )
-        if earlier.status is None:
+        if earlier.outcome is None:
             return  # its one result follows when it ends
         if earlier.payload is not None:
             self._deliver_result(command.device, earlier.payload)
@@ -208,7 +168,7 @@ class CommandDesk:
             self._encode(
                 CommandResult(
                     command,
-                    earlier.status,
+                    earlier.outcome,
                     "repeat of a command already carried out; its full result was published",
                 )
             ),

@@ -141,7 +141,7 @@ class DMAgent:
             )
             if isinstance(req_id, str):  # a redelivery of that request must not act again
                 payload = encode({"rc": codes.ACCEPTED, "reqId": req_id})
-                self.out.answers.answered(self.gateway, req_id, codes.ACCEPTED, payload)
+                self.out.answers.done(self.gateway, req_id, codes.ACCEPTED, payload)
 
     def _save(self) -> None:
         try:

@@ -89,12 +89,12 @@ class Outgoing:
         if entry is not None and not entry.running:
             return
         payload = self.send_answer(device, req_id, rc, message, d)
-        self.answers.answered(device, req_id, rc, payload)
+        self.answers.done(device, req_id, rc, payload)
 
-    def repeat(self, device: DeviceIdentity, req_id: str, earlier: Seen) -> None:
+    def repeat(self, device: DeviceIdentity, req_id: str, earlier: Seen[int]) -> None:
         """Answer a repeated request as the first time (once it was answered)."""
         if not earlier.running:
-            payload = earlier.payload or encode({"rc": earlier.rc, "reqId": req_id})
+            payload = earlier.payload or encode({"rc": earlier.outcome, "reqId": req_id})
             self.publish(device, "response", payload)
 
     def send_answer(

@@ -227,4 +227,4 @@ def test_status_of_a_remembered_result_is_kept() -> None:
     recent.check_in(DEV, "r")
     recent.done(DEV, "r", CommandStatus.OK, b"{}")
     earlier = recent.check_in(DEV, "r")
-    assert earlier is not None and earlier.status is CommandStatus.OK and earlier.payload == b"{}"
+    assert earlier is not None and earlier.outcome is CommandStatus.OK and earlier.payload == b"{}"

@@ -22,11 +22,11 @@ def test_first_sight_then_running_then_answered() -> None:
     assert book.check_in(S1, "r") is None
     running = book.check_in(S1, "r")
     assert running is not None and running.running
-    book.answered(S1, "r", 202, b'{"rc":202}')
+    book.done(S1, "r", 202, b'{"rc":202}')
     done = book.check_in(S1, "r")
-    assert done is not None and (done.rc, done.payload) == (202, b'{"rc":202}')
-    book.answered(S1, "r", 500, b"x")  # only the first answer counts
-    assert book.check_in(S1, "r").rc == 202  # type: ignore[union-attr]
+    assert done is not None and (done.outcome, done.payload) == (202, b'{"rc":202}')
+    book.done(S1, "r", 500, b"x")  # only the first answer counts
+    assert book.check_in(S1, "r").outcome == 202  # type: ignore[union-attr]
 
 
 def test_per_device() -> None:
@@ -50,8 +50,8 @@ def test_expiry_and_bound() -> None:
 
 def test_large_answers_kept_by_code_only_and_forget() -> None:
     book = AnswerBook(clock=Clock())
-    book.answered(S1, "r", 200, b"x" * (KEEP_ANSWER_BYTES + 1))
+    book.done(S1, "r", 200, b"x" * (KEEP_ANSWER_BYTES + 1))
     seen = book.check_in(S1, "r")
-    assert seen is not None and (seen.rc, seen.payload) == (200, None)
+    assert seen is not None and (seen.outcome, seen.payload) == (200, None)
     book.forget(S1, "r")
     assert book.check_in(S1, "r") is None
