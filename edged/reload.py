@@ -23,17 +23,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from edged import registry
 from edged.adapters.base import Adapter, AdapterContext
+from edged.bridge import Bridge
 from edged.config import Config, load_config
 from edged.configdiff import ConfigDiff, diff_configs, effective_config
+from edged.dm.agent import DMAgent
 from edged.errors import ConfigError
+from edged.health import HealthReport
 from edged.model import DeviceIdentity, DeviceState
-
-if TYPE_CHECKING:
-    from edged.app import Gateway
+from edged.registrar import Registrar
+from edged.router import Router
+from edged.supervisor import Supervisor
+from edged.systemd import Notifier
+from edged.uplink import Uplink
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +65,29 @@ def apply_log_level(level: str) -> None:
     logging.getLogger("bleak").setLevel(max(root.level, logging.WARNING))
 
 
+class Reloadable(Protocol):
+    """The running daemon's parts a reload changes (the app's Gateway)."""
+
+    config: Config
+    context: AdapterContext
+    unavailable: dict[str, str]
+    notifier: Notifier
+    health: HealthReport
+    bridge: Bridge
+    supervisor: Supervisor
+    router: Router
+    uplink: Uplink
+    registrar: Registrar
+    dm: DMAgent | None
+
+    def status_changed(self) -> None:
+        """The status settings changed: publish now, then at the new interval."""
+
+
 class Reloader:
     """Runs reloads of ``gateway`` one at a time (see the module docstring)."""
 
-    def __init__(self, gateway: Gateway, load: Callable[[str], Config] = load_config) -> None:
+    def __init__(self, gateway: Reloadable, load: Callable[[str], Config] = load_config) -> None:
         self.gateway = gateway
         self._load = load
         self._next: list[asyncio.Future[dict[str, Any]]] = []

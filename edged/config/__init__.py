@@ -37,6 +37,7 @@ from edged.config.report import format_problem
 from edged.config.yamlsource import YamlDocument, format_loc, load_yaml
 from edged.errors import ConfigError
 from edged.model import DeviceIdentity
+from edged.secret import Secret
 
 __all__ = ["Config", "ConfiguredDevice", "Secret", "format_loc", "load_config"]
 
@@ -45,24 +46,6 @@ MAX_CONFIG_BYTES = 1024 * 1024
 MAX_TOKEN_BYTES = 4096
 MAX_CA_BYTES = 1024 * 1024
 """A CA bundle; Debian's whole system bundle is about 220 KiB."""
-
-
-class Secret:
-    """A secret string that never shows itself in ``repr``, ``str`` or logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself; pass it straight to the library that needs it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from edged.config.types import (
     TopicName,
     duration_range,
 )
+from edged.proxyurl import parse_proxy_url
 
 MQTT_MAX_SESSION_EXPIRY = 0xFFFFFFFF
 """MQTT 5's largest session expiry interval (the broker reads it as "never expires")."""
@@ -69,9 +70,6 @@ def _ws_path(value: str) -> str:
 def _proxy(value: str | None) -> str | None:
     if value is None or value == "env":
         return value
-    # Imported here: edged.uplink imports this module (a cycle at import time only).
-    from edged.uplink.proxy import parse_proxy_url
-
     parse_proxy_url(value)  # its errors never show the password
     return value
 

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Generic, Literal, TypeVar
 
-from edged.uplink.proxy import ProxyRefused, ProxyURL, proxy_from_environment, tunnel
+from edged.proxyurl import ProxyURL
+from edged.uplink.proxy import ProxyRefused, proxy_from_environment, tunnel
 from edged.uplink.websocket import WebSocket, WebsocketConnectionError
 
 T = TypeVar("T")

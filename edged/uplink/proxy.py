@@ -4,7 +4,7 @@ A proxy is given as a URL: ``http://[user:password@]host[:port]`` (CONNECT, defa
 ``socks5://...`` (the gateway resolves the broker's name) or ``socks5h://...`` (the proxy does;
 default port 1080). With ``proxy: env`` the usual variables choose: ``https_proxy`` for TLS
 (``http_proxy`` without), then ``all_proxy``, lowercase before uppercase, unless ``no_proxy``
-names the broker. Credentials are kept in a :class:`~edged.config.Secret`; ``str()`` of a
+names the broker. Credentials are kept in a :class:`~edged.secret.Secret`; ``str()`` of a
 :class:`ProxyURL` never shows the password.
 
 :func:`tunnel` returns a socket connected through the proxy to the broker, ready for TLS or
@@ -19,12 +19,9 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
-from edged.config import Secret
+from edged.proxyurl import ProxyURL, parse_proxy_url
 
-_DEFAULT_PORTS = {"http": 8080, "socks5": 1080, "socks5h": 1080}
 _MAX_RESPONSE_HEAD = 16384
 _SOCKS_ERRORS = {
     1: "general SOCKS server failure",
@@ -50,49 +47,6 @@ class ProxyRefused(Exception):
         super().__init__(message)
         self.message = message
         self.upstream = upstream
-
-
-@dataclass(frozen=True)
-class ProxyURL:
-    """A parsed proxy URL; ``str()`` redacts the password."""
-
-    scheme: str  # "http", "socks5" or "socks5h"
-    host: str
-    port: int
-    username: str | None = None
-    password: Secret | None = None
-
-    def __str__(self) -> str:
-        auth = ""
-        if self.username is not None:
-            auth = self.username + (":********" if self.password is not None else "") + "@"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{auth}{host}:{self.port}"
-
-
-def parse_proxy_url(text: str) -> ProxyURL:
-    """Parse ``text``; raises ``ValueError`` whose message never contains the password."""
-    try:
-        parts = urlsplit(text.strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError(
-            "not a valid proxy URL (expected http://host:port or socks5://host:port)"
-        ) from None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        shown = f"'{scheme}'" if scheme else "none"
-        raise ValueError(
-            f"proxy URL scheme {shown} is not supported: use http:// (HTTP CONNECT),"
-            " socks5:// or socks5h://"
-        )
-    if not parts.hostname:
-        raise ValueError("the proxy URL has no host name")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("a proxy URL is scheme://[user:password@]host[:port], with no path")
-    username = unquote(parts.username) if parts.username is not None else None
-    password = Secret(unquote(parts.password)) if parts.password is not None else None
-    return ProxyURL(scheme, parts.hostname, port or _DEFAULT_PORTS[scheme], username, password)
 
 
 def proxy_from_environment(

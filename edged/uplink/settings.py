@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from edged.config import Secret
 from edged.config.models import PlatformConfig
+from edged.proxyurl import parse_proxy_url
+from edged.secret import Secret
 from edged.uplink.connect import ProxySetting
-from edged.uplink.proxy import parse_proxy_url
 
 GATEWAY_USERNAME = "use-token-auth"
 """The platform reads the password field as a device or gateway token when the username is this."""

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from edged.proxyurl import parse_proxy_url
 from edged.uplink import Uplink, UplinkSettings
-from edged.uplink.proxy import parse_proxy_url
 from tests.integration.uplink.helpers import (
     COMMANDS,
     EVENTS,

@@ -7,8 +7,8 @@ import pytest
 from edged.config import Config, load_config_text
 from edged.config.models import PlatformConfig
 from edged.errors import ConfigError
+from edged.proxyurl import ProxyURL
 from edged.uplink import UplinkSettings
-from edged.uplink.proxy import ProxyURL
 
 HEAD = """\
 devices: []

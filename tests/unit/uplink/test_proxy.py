@@ -8,8 +8,9 @@ import threading
 import pytest
 from paho.mqtt.client import _WebsocketWrapper
 
+from edged.proxyurl import ProxyURL, parse_proxy_url
 from edged.uplink.connect import ConnectError, FailureKind, open_connection
-from edged.uplink.proxy import ProxyURL, parse_proxy_url, proxy_from_environment
+from edged.uplink.proxy import proxy_from_environment
 from edged.uplink.websocket import WebSocket
 
 
