@@ -10,6 +10,11 @@
   from the daemon's own counter, after a warm-up; the median of ``--windows`` windows (the
   machine may be shared: the median shrugs off one disturbed window).
 
+Two calibrations put the ratios in proportion: a pure-Python loop (what emulation costs plain
+interpreter work) and clock reads (a system call under qemu 7.2, which gives its guests no vDSO;
+asyncio reads the clock at every turn of its loop). An event-path ratio well above the loop's is
+the emulator's cost more than the CPU's.
+
 Prints each figure and writes them as JSON (``--json``) for ``report.py``.
 
     cd <dir holding arm/> && python3 -m arm.figures [--json figures.json]
@@ -93,6 +98,23 @@ def idle_python_rss() -> float:
         idle.wait()
 
 
+def calibration() -> dict[str, float]:
+    """Seconds for a pure-Python loop and for 200,000 clock reads (best of 3 each)."""
+    loop: list[float] = []
+    clock: list[float] = []
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for n in range(1_000_000):
+            total += n * n
+        loop.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for _ in range(200_000):
+            time.monotonic()
+        clock.append(time.perf_counter() - started)
+    return {"python_loop_s": min(loop), "clock_reads_s": min(clock)}
+
+
 def throughput(broker: Broker, work: Path, args: argparse.Namespace) -> float:
     """Events per second the broker acknowledged, devices emitting flat out."""
     devices = [
@@ -152,7 +174,12 @@ def main() -> int:
             broker = Broker(work / "broker", LocalCA.create(work / "ca"))
             broker.start()
             try:
-                figures = startup(broker, work, args)
+                figures: dict[str, Any] = calibration()
+                say(
+                    f"  calibration: a pure-Python loop {figures['python_loop_s']:.3f} s, "
+                    f"200,000 clock reads {figures['clock_reads_s']:.3f} s"
+                )
+                figures.update(startup(broker, work, args))
                 say(
                     f"  start to READY with {args.devices} simulated devices: "
                     f"{figures['ready_s']:.2f} s (median of {args.rounds})"
