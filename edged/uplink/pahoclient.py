@@ -44,12 +44,16 @@ loop thread):
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edged.uplink.connect import Stream
+from edged.uplink.settings import UplinkSettings
 
 READ_SIZE = 65536
 """Bytes asked of the socket per ``recv()`` (paho itself asks for one byte of a header)."""
@@ -137,3 +141,50 @@ class LoopClient(mqtt.Client):
     def force_close(self) -> None:
         """Close the socket now, without DISCONNECT (fires ``on_socket_close``)."""
         self._sock_close()
+
+
+_MAX_SESSION_EXPIRY = 0xFFFFFFFF
+
+
+def new_client(
+    settings: UplinkSettings,
+    *,
+    on_connect: Callable[..., None],
+    on_disconnect: Callable[..., None],
+    on_message: Callable[..., None],
+    on_subscribe: Callable[..., None],
+    on_publish: Callable[..., None],
+) -> LoopClient:
+    """A :class:`LoopClient` for ``settings`` with the session's callbacks; no I/O yet."""
+    s = settings
+    v5 = s.mqtt_version == "5"
+    kwargs: dict[str, Any] = {"client_id": s.client_id, "reconnect_on_failure": False}
+    if v5:
+        kwargs["protocol"] = MQTTProtocolVersion.MQTTv5
+    else:
+        kwargs["protocol"] = MQTTProtocolVersion.MQTTv311
+        kwargs["clean_session"] = not s.persistent_session
+    client = LoopClient(**kwargs)
+    client.username_pw_set(s.username, s.password.reveal())
+    # Our window (max_inflight) is the bound. paho's own limit is off: while it is set, paho
+    # walks every unacknowledged message on each PUBACK (~26 us each at a window of 100).
+    client.max_inflight_messages_set(0)
+    client.max_queued_messages_set(0)
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    if v5:
+        # Only MQTT 5 PUBACKs carry a reason worth reading; for QoS 0 this callback costs CPU.
+        client.on_publish = on_publish
+    keepalive = round(s.keepalive)
+    if v5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if s.persistent_session:
+            properties.SessionExpiryInterval = min(_MAX_SESSION_EXPIRY, round(s.session_expiry))
+        client.connect_async(
+            s.host, s.port, keepalive, clean_start=not s.persistent_session, properties=properties
+        )
+    else:
+        client.connect_async(s.host, s.port, keepalive)  # only records the target; no I/O
+    return client

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
+import os
 import socket
 import struct
 from collections.abc import Mapping
 
 from edged.proxyurl import ProxyURL, parse_proxy_url
+
+log = logging.getLogger("edged.uplink")
 
 _MAX_RESPONSE_HEAD = 16384
 _SOCKS_ERRORS = {
@@ -216,3 +220,19 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
             raise ConnectionResetError("the proxy closed the connection during the handshake")
         data += chunk
     return bytes(data)
+
+
+def log_route(host: str, endpoint: str, *, tls: bool, proxy: ProxyURL | str | None) -> None:
+    """Say once (at start) how the broker (``host``, shown as ``endpoint``) is reached when a
+    proxy is involved (``proxy``: a URL, ``"env"``, or None)."""
+    if proxy == "env":
+        try:
+            found = proxy_from_environment(host, tls=tls, environ=os.environ)
+        except ValueError:
+            return  # every connection attempt reports it
+        if found is None:
+            log.info("no proxy environment variable applies to %s: connecting directly", host)
+            return
+        log.info("reaching %s through the proxy %s (%s)", endpoint, found[1], found[0])
+    elif proxy is not None:
+        log.info("reaching %s through the proxy %s", endpoint, proxy)

@@ -21,15 +21,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -38,9 +36,9 @@ from edged.text import safe
 from edged.uplink.connect import ConnectError, FailureKind, Stream, ThreadCall, open_connection
 from edged.uplink.delivery import Deliveries, UplinkClosedError
 from edged.uplink.driver import LoopDriver
-from edged.uplink.pahoclient import LoopClient
+from edged.uplink.pahoclient import new_client
 from edged.uplink.policy import ReconnectPolicy, Step
-from edged.uplink.proxy import proxy_from_environment
+from edged.uplink.proxy import log_route
 from edged.uplink.reasons import SESSION_TAKEN_OVER, refusal
 from edged.uplink.settings import MAX_PAYLOAD, UplinkSettings
 from edged.uplink.stats import IncomingMessage, UplinkState, UplinkStats
@@ -52,7 +50,6 @@ CONNECT_THREAD_GRACE = 2.0
 """How long shutdown waits for a connect thread still blocked in DNS/TCP/TLS."""
 _OK = MQTTErrorCode.MQTT_ERR_SUCCESS
 _NO_CONN = MQTTErrorCode.MQTT_ERR_NO_CONN
-_MAX_SESSION_EXPIRY = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,14 @@ class Uplink:
         self.settings = settings
         self._on_message = on_message
         self._v5 = settings.mqtt_version == "5"
-        self._client = self._make_client()
+        self._client = new_client(
+            settings,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            on_message=self._on_paho_message,
+            on_subscribe=self._on_subscribe,
+            on_publish=self._on_publish,
+        )
         self._unacked = self._client.awaiting_ack
         self._deliveries = Deliveries(self._unacked)
         self._driver = LoopDriver(
@@ -139,43 +143,6 @@ class Uplink:
         self._retry_delay = 0.0
 
     # -- setup ---------------------------------------------------------------------------------
-
-    def _make_client(self) -> LoopClient:
-        s = self.settings
-        kwargs: dict[str, Any] = {"client_id": s.client_id, "reconnect_on_failure": False}
-        if self._v5:
-            kwargs["protocol"] = MQTTProtocolVersion.MQTTv5
-        else:
-            kwargs["protocol"] = MQTTProtocolVersion.MQTTv311
-            kwargs["clean_session"] = not s.persistent_session
-        client = LoopClient(**kwargs)
-        client.username_pw_set(s.username, s.password.reveal())
-        # Our window (max_inflight) is the bound. paho's own limit is off: while it is set, paho
-        # walks every unacknowledged message on each PUBACK (~26 us each at a window of 100).
-        client.max_inflight_messages_set(0)
-        client.max_queued_messages_set(0)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_paho_message
-        client.on_subscribe = self._on_subscribe
-        if self._v5:
-            # Only MQTT 5 PUBACKs carry a reason worth reading; for QoS 0 this callback costs CPU.
-            client.on_publish = self._on_publish
-        keepalive = round(s.keepalive)
-        if self._v5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            if s.persistent_session:
-                properties.SessionExpiryInterval = min(_MAX_SESSION_EXPIRY, round(s.session_expiry))
-            client.connect_async(
-                s.host,
-                s.port,
-                keepalive,
-                clean_start=not s.persistent_session,
-                properties=properties,
-            )
-        else:
-            client.connect_async(s.host, s.port, keepalive)  # only records the target; no I/O
-        return client
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -339,7 +306,12 @@ class Uplink:
         self._running = True
         self._finished.clear()
         self._driver.bind(asyncio.get_running_loop())
-        self._log_route()
+        log_route(
+            self.settings.host,
+            self.settings.endpoint,
+            tls=self.settings.tls,
+            proxy=self.settings.proxy,
+        )
         try:
             while not self._stop.is_set():
                 try:
@@ -366,22 +338,6 @@ class Uplink:
             self._state = UplinkState.CLOSED if self._closing else UplinkState.IDLE
             self._finished.set()
             self._wake()
-
-    def _log_route(self) -> None:
-        """Say once how the broker is reached when a proxy is involved."""
-        s = self.settings
-        proxy = s.proxy
-        if proxy == "env":
-            try:
-                found = proxy_from_environment(s.host, tls=s.tls, environ=os.environ)
-            except ValueError:
-                return  # every attempt reports it
-            if found is None:
-                log.info("no proxy environment variable applies to %s: connecting directly", s.host)
-                return
-            log.info("reaching %s through the proxy %s (%s)", s.endpoint, found[1], found[0])
-        elif proxy is not None:
-            log.info("reaching %s through the proxy %s", s.endpoint, proxy)
 
     # -- connection lifecycle ------------------------------------------------------------------
 
