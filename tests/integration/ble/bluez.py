@@ -17,13 +17,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dbus
+
+from tests.support.systembus import bus_address, start_bus, stop_process, wait_until
 
 TEMPLATE = Path(__file__).with_name("bluez_gatt_template.py")
 MOCK_IFACE = "org.bluez.Mock"
@@ -35,38 +36,12 @@ def uuid16(short: int) -> str:
     return f"{short:08x}{BASE_UUID}"
 
 
-_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=3)
-
-
 class BluezMock:
     """The running bus plus mock; use :func:`running` to get one that is always cleaned up."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.socket = workdir / "system_bus.socket"
-        self.address = f"unix:path={self.socket}"
+        self.address = bus_address(workdir)
         self.daemon: subprocess.Popen[bytes] | None = None
         self.mock: subprocess.Popen[bytes] | None = None
         self._connection: Any = None
@@ -76,25 +51,7 @@ class BluezMock:
 
     def start_bus(self) -> None:
         """Start the private dbus-daemon (no BlueZ on it yet: 'bluetoothd not running')."""
-        config = self.workdir / "bus.conf"
-        config.write_text(_BUS_CONFIG.format(socket=self.socket))
-        with open(self.workdir / "bus.log", "ab") as log:
-            self.daemon = subprocess.Popen(
-                ["dbus-daemon", "--nofork", "--nopidfile", f"--config-file={config}"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,  # it warns that it cannot raise its fd limit when not root
-            )
-        _wait_for(self._connect, "dbus-daemon did not accept connections")
-
-    def _connect(self) -> bool:
-        if not self.socket.exists():
-            return False
-        try:
-            self._connection = dbus.bus.BusConnection(self.address)
-        except dbus.exceptions.DBusException:  # bound but not listening yet
-            return False
-        return True
+        self.daemon, self._connection = start_bus(self.workdir)
 
     def start_bluez(self, parameters: Mapping[str, Any] | None = None) -> None:
         """Start the mock 'bluetoothd' and wait until it owns org.bluez."""
@@ -110,7 +67,7 @@ class BluezMock:
                 stderr=log,
                 env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address},
             )
-        _wait_for(
+        wait_until(
             lambda: (
                 self._has_owner("org.bluez") or self.mock is None or self.mock.poll() is not None
             ),
@@ -123,7 +80,7 @@ class BluezMock:
     def stop_bluez(self) -> None:
         """Stop the mock 'bluetoothd' (the bus stays up)."""
         self._control = None
-        _stop(self.mock)
+        stop_process(self.mock)
         self.mock = None
 
     def close(self) -> None:
@@ -136,7 +93,7 @@ class BluezMock:
                     self._connection.close()
                     self._connection = None
             finally:
-                _stop(self.daemon)
+                stop_process(self.daemon)
                 self.daemon = None
 
     def _has_owner(self, name: str) -> bool:
@@ -220,14 +177,6 @@ class BluezMock:
             self._connection.get_object("org.bluez", f"/org/bluez/{adapter}"), dbus.PROPERTIES_IFACE
         )
         return bool(props.Get("org.bluez.Adapter1", "Powered"))
-
-
-def _wait_for(condition: Any, message: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        time.sleep(0.005)
 
 
 @contextmanager
